@@ -1,0 +1,639 @@
+"""The execution state machine: ``decide(context, state, event, now) -> Decision``.
+
+Rule 1: everything that moves an execution lives in this file; the shell only persists the
+returned state and performs the returned commands.
+Rule 2: ``decide`` is pure and total. The same inputs give the same outputs; ids and
+idempotency keys derive from the execution id, the node id and the visit count.
+Rule 3: an event that does not fit the state (a late or duplicate agent report, a wake-up
+before its time) changes nothing but the history; an illegal command (resume a completed
+execution) raises ``IllegalTransition`` and changes nothing at all.
+Rule 4: nothing is dispatched while the execution is paused or finished, and nothing is
+dispatched unless the gate allows it at ``now``; every deferral records why.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from reachflow.domain.conditions import Facts, all_hold, lookup
+from reachflow.domain.enums import Channel, Disposition, ExecutionStatus, StepStatus
+from reachflow.domain.errors import IllegalTransition
+from reachflow.domain.gate import Gate
+from reachflow.domain.graph import (
+    NEXT,
+    SKIPPED,
+    ActionConfig,
+    ApplicationConfig,
+    ConditionalConfig,
+    EndConfig,
+    Graph,
+    Node,
+    NodeKind,
+    TimeConfig,
+)
+from reachflow.domain.templates import render
+from reachflow.domain.windows import local_to_utc
+
+_STEP_NAMESPACE = uuid.UUID("5b0f3c2e-8d7a-4f43-9a59-7c1b3e0f2a11")
+#: A decision that enters more nodes than this without waiting is a spinning graph.
+MAX_ENTRIES_PER_DECISION = 1_000
+
+
+class Phase(StrEnum):
+    NOT_STARTED = "NOT_STARTED"  # CREATED, waiting for startAt
+    ENTER = "ENTER"  # parked before entering node_id (paused at a node boundary)
+    DELAY = "DELAY"  # a step's delay or a TIME node, until wake_at
+    DEFERRED = "DEFERRED"  # held by the gate until wake_at
+    DISPATCHED = "DISPATCHED"  # waiting for the agent's report; wake_at is the report deadline
+    APPLYING = "APPLYING"  # waiting for an application action's result
+    DONE = "DONE"
+
+
+# ---------------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    phone: str
+    zipcode: str | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionState:
+    execution_id: str
+    status: ExecutionStatus = ExecutionStatus.CREATED
+    phase: Phase = Phase.NOT_STARTED
+    node_id: str | None = None
+    wake_at: datetime | None = None
+    remaining_secs: float | None = None
+    paused_from: ExecutionStatus | None = None
+    step_id: str | None = None
+    dispatch_attempt: int = 0
+    visits: Mapping[str, int] = field(default_factory=dict)
+    actions: int = 0
+    disposition: Disposition | None = None
+    last_call: Mapping[str, Any] | None = None
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    outcome: str | None = None
+    reason: str | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.is_terminal
+
+
+def new_execution(
+    execution_id: str,
+    *,
+    now: datetime,
+    start_at: datetime | None = None,
+    variables: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> ExecutionState:
+    return ExecutionState(
+        execution_id=execution_id,
+        wake_at=max(now, start_at) if start_at else now,
+        variables=dict(variables or {}),
+        metadata=dict(metadata or {}),
+    )
+
+
+# ---------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class WakeUp:
+    """A timer fired (or the start time came)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReported:
+    step_execution_id: str
+    disposition: Disposition
+    call: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchFailed:
+    step_execution_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationFinished:
+    step_execution_id: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    reason: str = "cancelled by request"
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataMerged:
+    metadata: Mapping[str, Any]
+
+
+Event = (
+    WakeUp | AgentReported | DispatchFailed | ApplicationFinished | Paused | Resumed | Cancelled
+    | MetadataMerged
+)
+
+
+# ---------------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class StepOpened:
+    id: str
+    node_id: str
+    visit: int
+    kind: NodeKind
+    channel: Channel | None
+    order: int
+    delay_secs: int
+    agent_id: str | None
+    leave_voicemail: bool
+    needs_tcpa: bool
+    finish_on: tuple[Disposition, ...]
+    scheduled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepUpdated:
+    id: str
+    status: StepStatus
+    at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    disposition: Disposition | None = None
+    agent_call: Mapping[str, Any] | None = None
+    next_allowed_at: datetime | None = None
+    scheduled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    step_execution_id: str
+    node_id: str
+    idempotency_key: str
+    agent_id: str
+    channel: Channel
+    phone: str
+    message: str | None
+    leave_voicemail: bool
+    variables: Mapping[str, Any]
+    from_phone_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """A side effect of an APPLICATION node for the shell to perform (suppress, http)."""
+
+    step_execution_id: str
+    action: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    kind: str
+    at: datetime
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: ExecutionState
+    steps: tuple[StepOpened | StepUpdated, ...] = ()
+    dispatches: tuple[Dispatch, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    history: tuple[History, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    graph: Graph
+    gate: Gate
+    lead: Lead
+    timezone: str = "UTC"
+    report_timeout: timedelta = timedelta(hours=2)
+    application_timeout: timedelta = timedelta(minutes=10)
+
+
+def step_execution_id(execution_id: str, node_id: str, visit: int) -> str:
+    return str(uuid.uuid5(_STEP_NAMESPACE, f"{execution_id}/{node_id}/{visit}"))
+
+
+def idempotency_key(execution_id: str, step_id: str, attempt: int) -> str:
+    return f"{execution_id}:{step_id}:{attempt}"
+
+
+# ---------------------------------------------------------------------------------- decide
+
+
+def decide(context: Context, state: ExecutionState, event: Event, now: datetime) -> Decision:
+    run = _Run(context, state, now)
+    run.handle(event)
+    return run.decision()
+
+
+class _Run:
+    """One decision being built. Private and short-lived: ``decide`` is the only entry."""
+
+    def __init__(self, context: Context, state: ExecutionState, now: datetime) -> None:
+        self.ctx = context
+        self.s = state
+        self.now = now
+        self.steps: list[StepOpened | StepUpdated] = []
+        self.dispatches: list[Dispatch] = []
+        self.effects: list[Effect] = []
+        self.history: list[History] = []
+        self.entries = 0
+
+    def decision(self) -> Decision:
+        return Decision(
+            self.s, tuple(self.steps), tuple(self.dispatches), tuple(self.effects),
+            tuple(self.history),
+        )
+
+    def log(self, kind: str, **data: Any) -> None:
+        self.history.append(History(kind, self.now, data))
+
+    def set(self, **changes: Any) -> None:
+        self.s = replace(self.s, **changes)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, WakeUp):
+            self.on_wake()
+        elif isinstance(event, AgentReported):
+            self.on_report(event)
+        elif isinstance(event, DispatchFailed):
+            self.on_dispatch_failed(event)
+        elif isinstance(event, ApplicationFinished):
+            self.on_application(event)
+        elif isinstance(event, Paused):
+            self.on_pause()
+        elif isinstance(event, Resumed):
+            self.on_resume()
+        elif isinstance(event, Cancelled):
+            self.on_cancel(event.reason)
+        else:
+            merged = {**self.s.metadata, **event.metadata}
+            self.set(metadata=merged)
+            self.log("metadata_merged", keys=sorted(event.metadata))
+
+    def on_wake(self) -> None:
+        s = self.s
+        if s.is_finished or s.wake_at is None or s.wake_at > self.now:
+            return
+        if s.status is ExecutionStatus.PAUSED:
+            return
+        if s.phase is Phase.NOT_STARTED:
+            self.set(status=ExecutionStatus.RUNNING, started_at=self.now, wake_at=None)
+            self.log("started")
+            self.enter(self.ctx.graph.entry)
+        elif s.phase is Phase.ENTER and s.node_id is not None:
+            self.enter(s.node_id, count_visit=False)
+        elif s.phase is Phase.DELAY:
+            node = self.current()
+            if node.kind is NodeKind.ACTION:
+                self.try_dispatch(node)
+            else:
+                self.log("timer_fired", node=node.id)
+                self.follow(NEXT)
+        elif s.phase is Phase.DEFERRED:
+            self.try_dispatch(self.current())
+        elif s.phase is Phase.DISPATCHED and s.step_id is not None:
+            self.log("report_timeout", stepExecutionId=s.step_id)
+            self.complete_step(Disposition.COULD_NOT_CONNECT, {}, StepStatus.FAILED)
+        elif s.phase is Phase.APPLYING and s.step_id is not None:
+            self.log("application_timeout", stepExecutionId=s.step_id)
+            self.on_application(ApplicationFinished(s.step_id, False, "timed out"))
+
+    def on_report(self, event: AgentReported) -> None:
+        s = self.s
+        if s.phase is not Phase.DISPATCHED or s.step_id != event.step_execution_id:
+            self.log(
+                "report_ignored",
+                stepExecutionId=event.step_execution_id,
+                disposition=event.disposition.value,
+                why="not the step in flight",
+            )
+            return
+        self.log("reported", stepExecutionId=s.step_id, disposition=event.disposition.value)
+        self.complete_step(event.disposition, event.call, StepStatus.COMPLETED)
+
+    def on_dispatch_failed(self, event: DispatchFailed) -> None:
+        if self.s.phase is not Phase.DISPATCHED or self.s.step_id != event.step_execution_id:
+            return
+        self.log("dispatch_failed", stepExecutionId=event.step_execution_id, reason=event.reason)
+        self.complete_step(Disposition.COULD_NOT_CONNECT, {}, StepStatus.FAILED)
+
+    def on_application(self, event: ApplicationFinished) -> None:
+        if self.s.phase is not Phase.APPLYING or self.s.step_id != event.step_execution_id:
+            return
+        status = StepStatus.COMPLETED if event.ok else StepStatus.FAILED
+        self.steps.append(StepUpdated(event.step_execution_id, status, self.now, completed_at=self.now))
+        self.log("application_finished", ok=event.ok, detail=event.detail)
+        self.set(step_id=None, wake_at=None)
+        self.follow("success" if event.ok else "failure")
+
+    def on_pause(self) -> None:
+        s = self.s
+        if s.is_finished:
+            raise IllegalTransition(
+                f"cannot pause an execution that is {s.status.value}", field="status"
+            )
+        if s.status is ExecutionStatus.PAUSED:
+            return
+        remaining: float | None = None
+        wake_at = s.wake_at
+        if s.phase in (Phase.DELAY, Phase.NOT_STARTED) and s.wake_at is not None:
+            remaining = max(0.0, (s.wake_at - self.now).total_seconds())
+            wake_at = None
+        elif s.phase is Phase.DEFERRED:
+            wake_at = None
+        self.set(
+            status=ExecutionStatus.PAUSED, paused_from=s.status, remaining_secs=remaining,
+            wake_at=wake_at,
+        )
+        self.log("paused", remainingSecs=remaining)
+
+    def on_resume(self) -> None:
+        s = self.s
+        if s.is_finished:
+            raise IllegalTransition(
+                f"cannot resume an execution that is {s.status.value}", field="status"
+            )
+        if s.status is not ExecutionStatus.PAUSED:
+            return
+        status = s.paused_from or ExecutionStatus.RUNNING
+        self.set(status=status, paused_from=None)
+        self.log("resumed", remainingSecs=s.remaining_secs)
+        if s.phase in (Phase.DELAY, Phase.NOT_STARTED):
+            self.set(wake_at=self.now + timedelta(seconds=s.remaining_secs or 0), remaining_secs=None)
+        elif s.phase is Phase.DEFERRED:
+            self.set(wake_at=self.now)
+        elif s.phase is Phase.ENTER and s.node_id is not None:
+            self.enter(s.node_id, count_visit=False)
+
+    def on_cancel(self, reason: str) -> None:
+        s = self.s
+        if s.is_finished:
+            raise IllegalTransition(
+                f"cannot cancel an execution that is {s.status.value}", field="status"
+            )
+        if s.step_id is not None:
+            self.steps.append(
+                StepUpdated(s.step_id, StepStatus.CANCELLED, self.now, completed_at=self.now)
+            )
+        self.set(
+            status=ExecutionStatus.CANCELLED, phase=Phase.DONE, wake_at=None, step_id=None,
+            completed_at=self.now, reason=reason, remaining_secs=None,
+        )
+        self.log("cancelled", reason=reason)
+
+    # -- walking the graph ----------------------------------------------------------------
+
+    def current(self) -> Node:
+        assert self.s.node_id is not None
+        return self.ctx.graph.node(self.s.node_id)
+
+    def facts(self) -> Facts:
+        s = self.s
+        return Facts(
+            variables=s.variables,
+            metadata=s.metadata,
+            disposition=s.disposition.value if s.disposition else None,
+            agent_call=s.last_call,
+            attempts=s.actions,
+            node_attempts=s.visits,
+            phone=self.ctx.lead.phone,
+            zipcode=self.ctx.lead.zipcode,
+            state=self.ctx.lead.state,
+        )
+
+    def enter(self, node_id: str, *, count_visit: bool = True) -> None:
+        self.entries += 1
+        if self.entries > MAX_ENTRIES_PER_DECISION:
+            self.fail(f"the graph loops through {node_id!r} without waiting")
+            return
+        node = self.ctx.graph.node(node_id)
+        visits = dict(self.s.visits)
+        if count_visit or node_id not in visits:
+            visits[node_id] = visits.get(node_id, 0) + 1
+        self.set(node_id=node_id, visits=visits, phase=Phase.ENTER, wake_at=None, step_id=None)
+        config = node.config
+        if isinstance(config, ActionConfig):
+            self.enter_action(node, config)
+        elif isinstance(config, TimeConfig):
+            until = self.time_target(config)
+            self.set(phase=Phase.DELAY, wake_at=until)
+            self.log("waiting", node=node.id, until=until.isoformat())
+        elif isinstance(config, ConditionalConfig):
+            outcome = self.branch(config)
+            self.log("branched", node=node.id, outcome=outcome)
+            self.follow(outcome)
+        elif isinstance(config, ApplicationConfig):
+            self.enter_application(node, config)
+        elif isinstance(config, EndConfig):
+            self.finish(ExecutionStatus.COMPLETED, config.outcome.value)
+
+    def enter_action(self, node: Node, config: ActionConfig) -> None:
+        visit = self.s.visits[node.id]
+        step_id = step_execution_id(self.s.execution_id, node.id, visit)
+        due = self.now + timedelta(seconds=config.delay_secs)
+        self.steps.append(
+            StepOpened(
+                id=step_id, node_id=node.id, visit=visit, kind=node.kind, channel=config.channel,
+                order=config.step_order, delay_secs=config.delay_secs, agent_id=config.agent_id,
+                leave_voicemail=config.leave_voicemail, needs_tcpa=config.needs_tcpa,
+                finish_on=config.finish_on, scheduled_at=due,
+            )
+        )
+        self.set(step_id=step_id, dispatch_attempt=0)
+        if config.guard is not None and not all_hold(config.guard, self.facts()):
+            self.steps.append(StepUpdated(step_id, StepStatus.SKIPPED, self.now, completed_at=self.now))
+            self.log("skipped", node=node.id, stepExecutionId=step_id, why="conditions do not hold")
+            self.set(step_id=None)
+            self.follow(SKIPPED)
+            return
+        if config.delay_secs > 0:
+            self.set(phase=Phase.DELAY, wake_at=due)
+            self.log("scheduled", node=node.id, stepExecutionId=step_id, at=due.isoformat())
+            return
+        self.log("scheduled", node=node.id, stepExecutionId=step_id, at=due.isoformat())
+        self.try_dispatch(node)
+
+    def try_dispatch(self, node: Node) -> None:
+        config = node.config
+        assert isinstance(config, ActionConfig) and self.s.step_id is not None
+        if self.s.status is ExecutionStatus.PAUSED:
+            return
+        answer = self.ctx.gate.check(self.now, config.channel, config.needs_tcpa)
+        step_id = self.s.step_id
+        if answer.allowed:
+            attempt = self.s.dispatch_attempt + 1
+            key = idempotency_key(self.s.execution_id, step_id, attempt)
+            message = (
+                render(config.message, self.s.variables, self.s.metadata)
+                if config.message is not None
+                else None
+            )
+            self.dispatches.append(
+                Dispatch(
+                    step_execution_id=step_id, node_id=node.id, idempotency_key=key,
+                    agent_id=config.agent_id, channel=config.channel, phone=self.ctx.lead.phone,
+                    message=message, leave_voicemail=config.leave_voicemail,
+                    variables=dict(self.s.variables), from_phone_number=config.from_phone_number,
+                )
+            )
+            self.steps.append(StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now))
+            self.set(
+                phase=Phase.DISPATCHED, dispatch_attempt=attempt, actions=self.s.actions + 1,
+                wake_at=self.now + self.ctx.report_timeout,
+            )
+            self.log("dispatched", node=node.id, stepExecutionId=step_id, idempotencyKey=key)
+            return
+        if answer.at is None:
+            self.log("deferred", node=node.id, stepExecutionId=step_id, until=None,
+                     reason=answer.reason, rules=list(answer.rules), zones=list(answer.zones))
+            self.steps.append(StepUpdated(step_id, StepStatus.FAILED, self.now, completed_at=self.now))
+            self.set(step_id=None)
+            self.fail(answer.reason)
+            return
+        self.steps.append(StepUpdated(step_id, StepStatus.PENDING, self.now, next_allowed_at=answer.at))
+        self.set(phase=Phase.DEFERRED, wake_at=answer.at)
+        self.log("deferred", node=node.id, stepExecutionId=step_id, until=answer.at.isoformat(),
+                 reason=answer.reason, rules=list(answer.rules), zones=list(answer.zones))
+
+    def complete_step(
+        self, disposition: Disposition, call: Mapping[str, Any], status: StepStatus
+    ) -> None:
+        assert self.s.step_id is not None
+        self.steps.append(
+            StepUpdated(
+                self.s.step_id, status, self.now, completed_at=self.now, disposition=disposition,
+                agent_call=dict(call) if call else None,
+            )
+        )
+        self.set(
+            disposition=disposition, last_call=dict(call) if call else None, step_id=None,
+            wake_at=None,
+        )
+        self.follow(disposition.value)
+
+    def enter_application(self, node: Node, config: ApplicationConfig) -> None:
+        visit = self.s.visits[node.id]
+        step_id = step_execution_id(self.s.execution_id, node.id, visit)
+        self.steps.append(
+            StepOpened(
+                id=step_id, node_id=node.id, visit=visit, kind=node.kind, channel=None, order=0,
+                delay_secs=0, agent_id=None, leave_voicemail=False, needs_tcpa=False,
+                finish_on=(), scheduled_at=self.now,
+            )
+        )
+        params = dict(config.params)
+        if config.action == "set_variable":
+            self.set(variables={**self.s.variables, str(params["key"]): params.get("value")})
+        elif config.action == "merge_metadata":
+            self.set(metadata={**self.s.metadata, **dict(params.get("metadata", {}))})
+        elif config.action == "suppress":
+            self.effects.append(Effect(step_id, "suppress", {"phone": self.ctx.lead.phone, **params}))
+        else:
+            self.effects.append(Effect(step_id, config.action, params))
+            self.steps.append(StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now))
+            self.set(step_id=step_id, phase=Phase.APPLYING, wake_at=self.now + self.ctx.application_timeout)
+            self.log("application_started", node=node.id, action=config.action)
+            return
+        self.steps.append(
+            StepUpdated(step_id, StepStatus.COMPLETED, self.now, started_at=self.now, completed_at=self.now)
+        )
+        self.log("application_finished", node=node.id, action=config.action, ok=True)
+        self.follow("success")
+
+    def branch(self, config: ConditionalConfig) -> str:
+        if config.branch_field is not None:
+            value = lookup(self.facts(), config.branch_field)
+            text = str(value) if isinstance(value, (str, int, float)) else ""
+            for label in config.branches:
+                if label.upper() == text.upper():
+                    return label
+            return "default"
+        if config.conditions is None:
+            return "true"
+        return "true" if all_hold(config.conditions, self.facts()) else "false"
+
+    def time_target(self, config: TimeConfig) -> datetime:
+        if config.delay_secs is not None:
+            return self.now + timedelta(seconds=config.delay_secs)
+        zone = ZoneInfo(self.ctx.timezone)
+        if config.until_minute_of_day is not None:
+            today = self.now.astimezone(zone).date()
+            for offset in range(3):
+                at = local_to_utc(today + timedelta(days=offset), config.until_minute_of_day, zone)
+                if at > self.now:
+                    return at
+        schedule = [c for c in self.ctx.gate.constraints if c.rule == "workflowSchedule"]
+        if schedule:
+            gate = Gate(constraints=tuple(schedule), horizon=self.ctx.gate.horizon)
+            answer = gate.check(self.now, Channel.CALL, needs_tcpa=False)
+            if answer.at is not None:
+                return answer.at
+        return self.now
+
+    def follow(self, outcome: str) -> None:
+        node_id = self.s.node_id
+        assert node_id is not None
+        target = self.ctx.graph.next_node(node_id, outcome)
+        if target is None:
+            self.log("no_edge", node=node_id, outcome=outcome)
+            self.finish(ExecutionStatus.COMPLETED, "completed")
+            return
+        self.log("transition", source=node_id, target=target, outcome=outcome)
+        if self.s.status is ExecutionStatus.PAUSED and self.ctx.graph.node(target).kind is not NodeKind.END:
+            visits = dict(self.s.visits)
+            visits[target] = visits.get(target, 0) + 1
+            self.set(node_id=target, phase=Phase.ENTER, wake_at=None, visits=visits)
+            return
+        self.enter(target)
+
+    def finish(self, status: ExecutionStatus, outcome: str) -> None:
+        self.set(
+            status=status, phase=Phase.DONE, wake_at=None, completed_at=self.now, outcome=outcome,
+            step_id=None, paused_from=None, remaining_secs=None,
+        )
+        self.log("finished", status=status.value, outcome=outcome,
+                 disposition=self.s.disposition.value if self.s.disposition else None)
+
+    def fail(self, reason: str) -> None:
+        self.set(
+            status=ExecutionStatus.FAILED, phase=Phase.DONE, wake_at=None, completed_at=self.now,
+            reason=reason, step_id=None,
+        )
+        self.log("failed", reason=reason)

@@ -1,0 +1,111 @@
+"""The dispatch gate: may a step be dispatched now, and if not, when and why not.
+
+A gate is a set of ``Constraint``s, each a weekly schedule read in one time zone (the workflow
+schedule in the workflow's zone; the TCPA schedule and statute rules in each of the contact's
+candidate zones). The allowed window is the intersection of every applicable constraint, minus
+the closing margin. ``check`` is pure: the caller passes the instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from reachflow.domain.enums import Channel
+from reachflow.domain.schedule import WeekSchedule
+from reachflow.domain.windows import (
+    Interval,
+    first_at_or_after,
+    intersect,
+    local_to_utc,
+    schedule_intervals,
+    shrink_ends,
+    subtract,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    rule: str  # e.g. "workflowSchedule", "tcpaSchedule", "US-FL-501.059-hours"
+    version: str
+    zone: str
+    schedule: WeekSchedule
+    #: Contact-window rules are skipped by steps with ``needsTCPACompliance: false``.
+    contact_window: bool = False
+    channels: frozenset[Channel] = frozenset({Channel.CALL, Channel.TEXT})
+    closed_dates: frozenset[date] = frozenset()
+
+    def intervals(self, start: datetime, end: datetime) -> list[Interval]:
+        zone = ZoneInfo(self.zone)
+        open_ = schedule_intervals(self.schedule, zone, start, end)
+        if not self.closed_dates:
+            return open_
+        closed = [
+            Interval(local_to_utc(d, 0, zone), local_to_utc(d, 24 * 60, zone))
+            for d in sorted(self.closed_dates)
+        ]
+        return subtract(open_, closed)
+
+
+@dataclass(frozen=True, slots=True)
+class GateAnswer:
+    allowed: bool
+    at: datetime | None  # the earliest allowed instant (== now when allowed); None = never
+    reason: str
+    rules: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    constraints: tuple[Constraint, ...] = ()
+    margin: timedelta = timedelta(0)
+    horizon: timedelta = timedelta(days=14)
+    #: Reasons that refuse outright, whatever the time (no evidence of the contact's location).
+    refusals: tuple[str, ...] = field(default=())
+
+    def applicable(self, channel: Channel, needs_tcpa: bool) -> list[Constraint]:
+        return [
+            c
+            for c in self.constraints
+            if channel in c.channels and (needs_tcpa or not c.contact_window)
+        ]
+
+    def check(self, now: datetime, channel: Channel, needs_tcpa: bool = True) -> GateAnswer:
+        if self.refusals and needs_tcpa:
+            return GateAnswer(False, None, "; ".join(self.refusals))
+        constraints = self.applicable(channel, needs_tcpa)
+        if not constraints:
+            return GateAnswer(True, now, "no window applies")
+        # Look two days ahead first (the common case), then the whole horizon.
+        at: datetime | None = None
+        per: list[list[Interval]] = []
+        for span in (timedelta(days=2), self.horizon):
+            end = now + span
+            per = [c.intervals(now, end) for c in constraints]
+            window = per[0]
+            for other in per[1:]:
+                window = intersect(window, other)
+            at = first_at_or_after(shrink_ends(window, self.margin), now)
+            if at is not None:
+                break
+        zones = tuple(sorted({c.zone for c in constraints}))
+        if at is not None and at == now:
+            return GateAnswer(True, now, "inside every window", (), zones)
+        closed_now = tuple(
+            f"{c.rule}@{c.version}"
+            for c, ivs in zip(constraints, per, strict=True)
+            if not any(iv.contains(now) for iv in shrink_ends(ivs, self.margin))
+        ) or tuple(f"{c.rule}@{c.version}" for c in constraints)
+        if at is None:
+            return GateAnswer(
+                False,
+                None,
+                f"never open within {self.horizon.days} days: {', '.join(closed_now)}",
+                closed_now,
+                zones,
+            )
+        return GateAnswer(
+            False, at, f"outside {', '.join(closed_now)} ({', '.join(zones)})", closed_now, zones
+        )

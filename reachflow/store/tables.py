@@ -1,0 +1,187 @@
+"""The schema. Every table carries ``organization_id``; Alembic migrations must equal it."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from reachflow.store.types import UTCDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = sa.String(36)
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("config", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("active", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime(), nullable=True),
+)
+
+workflow_versions = sa.Table(
+    "workflow_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("workflow_id", ID, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("workflow_schedule", sa.JSON(), nullable=True),
+    sa.Column("tcpa_schedule", sa.JSON(), nullable=True),
+    sa.Column("definition", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("workflow_id", "version"),
+)
+
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("workflow_id", ID, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("version_id", ID, sa.ForeignKey("workflow_versions.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("customer_lead_id", sa.String(200), nullable=True),
+    sa.Column("primary_phone", sa.String(20), nullable=False),
+    sa.Column("zipcode", sa.String(10), nullable=True),
+    sa.Column("state", sa.String(2), nullable=True),
+    sa.Column("forwarding_phone_number", sa.String(20), nullable=True),
+    sa.Column("variables", sa.JSON(), nullable=False),
+    sa.Column("metadata", sa.JSON(), nullable=False),
+    sa.Column("priority_date", UTCDateTime(), nullable=True),
+    sa.Column("start_at", UTCDateTime(), nullable=True),
+    sa.Column("due_at", UTCDateTime(), nullable=True),
+    sa.Column("node_id", sa.String(100), nullable=True),
+    sa.Column("disposition", sa.String(32), nullable=True),
+    sa.Column("engine_state", sa.JSON(), nullable=False),
+    sa.Column("temporal_workflow_id", sa.String(100), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("completed_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_executions_due", "due_at", sqlite_where=sa.text("due_at IS NOT NULL"),
+             postgresql_where=sa.text("due_at IS NOT NULL")),
+    sa.Index("ix_executions_workflow_created", "organization_id", "workflow_id", "created_at", "id"),
+    sa.Index("ix_executions_phone", "organization_id", "primary_phone"),
+    sa.Index("ix_executions_lead", "organization_id", "customer_lead_id"),
+)
+
+step_executions = sa.Table(
+    "step_executions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("execution_id", ID, sa.ForeignKey("executions.id"), nullable=False, index=True),
+    sa.Column("node_id", sa.String(100), nullable=False),
+    sa.Column("visit", sa.Integer(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("type", sa.String(8), nullable=True),
+    sa.Column("step_order", sa.Integer(), nullable=False),
+    sa.Column("delay_in_secs", sa.Integer(), nullable=False),
+    sa.Column("needs_tcpa", sa.Boolean(), nullable=False),
+    sa.Column("finish_on", sa.JSON(), nullable=False),
+    sa.Column("leave_voicemail", sa.Boolean(), nullable=False),
+    sa.Column("agent_id", ID, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("scheduled_at", UTCDateTime(), nullable=True),
+    sa.Column("next_allowed_at", UTCDateTime(), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("completed_at", UTCDateTime(), nullable=True),
+    sa.Column("disposition", sa.String(32), nullable=True),
+    sa.Column("agent_call", sa.JSON(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+execution_events = sa.Table(
+    "execution_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("execution_id", ID, sa.ForeignKey("executions.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("data", sa.JSON(), nullable=False),
+)
+
+#: Commands to perform outside the transaction that decided them (transactional outbox).
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("execution_id", ID, sa.ForeignKey("executions.id"), nullable=False, index=True),
+    sa.Column("step_execution_id", ID, nullable=False),
+    sa.Column("idempotency_key", sa.String(120), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("available_at", UTCDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("done_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_outbox_pending", "available_at", sqlite_where=sa.text("status = 'pending'"),
+             postgresql_where=sa.text("status = 'pending'")),
+)
+
+#: Events waiting to be fed to ``decide`` (agent results, due at the call's end).
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("execution_id", ID, sa.ForeignKey("executions.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("dedupe_key", sa.String(160), nullable=False, unique=True),
+    sa.Column("due_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
