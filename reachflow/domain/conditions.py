@@ -34,11 +34,21 @@ class Logic(StrEnum):
     OR = "OR"
 
 
-_SCALAR_FIELDS = frozenset({"disposition", "lastDisposition", "attempts", "phone", "zipcode", "state"})
+_SCALAR_FIELDS = frozenset(
+    {"disposition", "lastDisposition", "attempts", "phone", "zipcode", "state"}
+)
 _PREFIXES = ("variables.", "metadata.", "agentCall.", "attempts.")
 AGENT_CALL_FIELDS = frozenset(
-    {"id", "status", "callStartedAt", "callEndedAt", "callDuration", "callEndedReason",
-     "recordingUrl", "summary"}
+    {
+        "id",
+        "status",
+        "callStartedAt",
+        "callEndedAt",
+        "callDuration",
+        "callEndedReason",
+        "recordingUrl",
+        "summary",
+    }
 )
 
 
@@ -227,8 +237,8 @@ def _parse_condition(
         op = Operator(op_raw)
     except ValueError:
         problems.add(
-            f"{path}.operator", f"unknown operator {op_raw!r}; expected one of "
-            + ", ".join(o.value for o in Operator)
+            f"{path}.operator",
+            f"unknown operator {op_raw!r}; expected one of " + ", ".join(o.value for o in Operator),
         )
         return None
     if op is not Operator.EXISTS and "value" not in item:

@@ -78,6 +78,7 @@ class ExecutionState:
     dispatch_attempt: int = 0
     visits: Mapping[str, int] = field(default_factory=dict)
     actions: int = 0
+    agent_dispatches: Mapping[str, int] = field(default_factory=dict)
     disposition: Disposition | None = None
     last_call: Mapping[str, Any] | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)
@@ -130,6 +131,14 @@ class DispatchFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class DispatchHeld:
+    """The shell re-checked the gate at the moment of dispatch and did not dispatch."""
+
+    step_execution_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ApplicationFinished:
     step_execution_id: str
     ok: bool
@@ -157,7 +166,14 @@ class MetadataMerged:
 
 
 Event = (
-    WakeUp | AgentReported | DispatchFailed | ApplicationFinished | Paused | Resumed | Cancelled
+    WakeUp
+    | AgentReported
+    | DispatchFailed
+    | DispatchHeld
+    | ApplicationFinished
+    | Paused
+    | Resumed
+    | Cancelled
     | MetadataMerged
 )
 
@@ -205,6 +221,7 @@ class Dispatch:
     message: str | None
     leave_voicemail: bool
     variables: Mapping[str, Any]
+    sequence: int = 1
     from_phone_number: str | None = None
 
 
@@ -275,7 +292,10 @@ class _Run:
 
     def decision(self) -> Decision:
         return Decision(
-            self.s, tuple(self.steps), tuple(self.dispatches), tuple(self.effects),
+            self.s,
+            tuple(self.steps),
+            tuple(self.dispatches),
+            tuple(self.effects),
             tuple(self.history),
         )
 
@@ -294,6 +314,8 @@ class _Run:
             self.on_report(event)
         elif isinstance(event, DispatchFailed):
             self.on_dispatch_failed(event)
+        elif isinstance(event, DispatchHeld):
+            self.on_dispatch_held(event)
         elif isinstance(event, ApplicationFinished):
             self.on_application(event)
         elif isinstance(event, Paused):
@@ -354,11 +376,21 @@ class _Run:
         self.log("dispatch_failed", stepExecutionId=event.step_execution_id, reason=event.reason)
         self.complete_step(Disposition.COULD_NOT_CONNECT, {}, StepStatus.FAILED)
 
+    def on_dispatch_held(self, event: DispatchHeld) -> None:
+        if self.s.phase is not Phase.DISPATCHED or self.s.step_id != event.step_execution_id:
+            return
+        self.log("dispatch_held", stepExecutionId=event.step_execution_id, reason=event.reason)
+        self.set(phase=Phase.DEFERRED, wake_at=self.now)
+        if self.s.status is not ExecutionStatus.PAUSED:
+            self.try_dispatch(self.current())
+
     def on_application(self, event: ApplicationFinished) -> None:
         if self.s.phase is not Phase.APPLYING or self.s.step_id != event.step_execution_id:
             return
         status = StepStatus.COMPLETED if event.ok else StepStatus.FAILED
-        self.steps.append(StepUpdated(event.step_execution_id, status, self.now, completed_at=self.now))
+        self.steps.append(
+            StepUpdated(event.step_execution_id, status, self.now, completed_at=self.now)
+        )
         self.log("application_finished", ok=event.ok, detail=event.detail)
         self.set(step_id=None, wake_at=None)
         self.follow("success" if event.ok else "failure")
@@ -379,7 +411,9 @@ class _Run:
         elif s.phase is Phase.DEFERRED:
             wake_at = None
         self.set(
-            status=ExecutionStatus.PAUSED, paused_from=s.status, remaining_secs=remaining,
+            status=ExecutionStatus.PAUSED,
+            paused_from=s.status,
+            remaining_secs=remaining,
             wake_at=wake_at,
         )
         self.log("paused", remainingSecs=remaining)
@@ -396,7 +430,9 @@ class _Run:
         self.set(status=status, paused_from=None)
         self.log("resumed", remainingSecs=s.remaining_secs)
         if s.phase in (Phase.DELAY, Phase.NOT_STARTED):
-            self.set(wake_at=self.now + timedelta(seconds=s.remaining_secs or 0), remaining_secs=None)
+            self.set(
+                wake_at=self.now + timedelta(seconds=s.remaining_secs or 0), remaining_secs=None
+            )
         elif s.phase is Phase.DEFERRED:
             self.set(wake_at=self.now)
         elif s.phase is Phase.ENTER and s.node_id is not None:
@@ -413,8 +449,13 @@ class _Run:
                 StepUpdated(s.step_id, StepStatus.CANCELLED, self.now, completed_at=self.now)
             )
         self.set(
-            status=ExecutionStatus.CANCELLED, phase=Phase.DONE, wake_at=None, step_id=None,
-            completed_at=self.now, reason=reason, remaining_secs=None,
+            status=ExecutionStatus.CANCELLED,
+            phase=Phase.DONE,
+            wake_at=None,
+            step_id=None,
+            completed_at=self.now,
+            reason=reason,
+            remaining_secs=None,
         )
         self.log("cancelled", reason=reason)
 
@@ -470,15 +511,25 @@ class _Run:
         due = self.now + timedelta(seconds=config.delay_secs)
         self.steps.append(
             StepOpened(
-                id=step_id, node_id=node.id, visit=visit, kind=node.kind, channel=config.channel,
-                order=config.step_order, delay_secs=config.delay_secs, agent_id=config.agent_id,
-                leave_voicemail=config.leave_voicemail, needs_tcpa=config.needs_tcpa,
-                finish_on=config.finish_on, scheduled_at=due,
+                id=step_id,
+                node_id=node.id,
+                visit=visit,
+                kind=node.kind,
+                channel=config.channel,
+                order=config.step_order,
+                delay_secs=config.delay_secs,
+                agent_id=config.agent_id,
+                leave_voicemail=config.leave_voicemail,
+                needs_tcpa=config.needs_tcpa,
+                finish_on=config.finish_on,
+                scheduled_at=due,
             )
         )
         self.set(step_id=step_id, dispatch_attempt=0)
         if config.guard is not None and not all_hold(config.guard, self.facts()):
-            self.steps.append(StepUpdated(step_id, StepStatus.SKIPPED, self.now, completed_at=self.now))
+            self.steps.append(
+                StepUpdated(step_id, StepStatus.SKIPPED, self.now, completed_at=self.now)
+            )
             self.log("skipped", node=node.id, stepExecutionId=step_id, why="conditions do not hold")
             self.set(step_id=None)
             self.follow(SKIPPED)
@@ -492,13 +543,16 @@ class _Run:
 
     def try_dispatch(self, node: Node) -> None:
         config = node.config
-        assert isinstance(config, ActionConfig) and self.s.step_id is not None
+        assert isinstance(config, ActionConfig)
+        assert self.s.step_id is not None
         if self.s.status is ExecutionStatus.PAUSED:
             return
         answer = self.ctx.gate.check(self.now, config.channel, config.needs_tcpa)
         step_id = self.s.step_id
         if answer.allowed:
             attempt = self.s.dispatch_attempt + 1
+            per_agent = dict(self.s.agent_dispatches)
+            per_agent[config.agent_id] = per_agent.get(config.agent_id, 0) + 1
             key = idempotency_key(self.s.execution_id, step_id, attempt)
             message = (
                 render(config.message, self.s.variables, self.s.metadata)
@@ -507,30 +561,60 @@ class _Run:
             )
             self.dispatches.append(
                 Dispatch(
-                    step_execution_id=step_id, node_id=node.id, idempotency_key=key,
-                    agent_id=config.agent_id, channel=config.channel, phone=self.ctx.lead.phone,
-                    message=message, leave_voicemail=config.leave_voicemail,
-                    variables=dict(self.s.variables), from_phone_number=config.from_phone_number,
+                    step_execution_id=step_id,
+                    node_id=node.id,
+                    idempotency_key=key,
+                    agent_id=config.agent_id,
+                    channel=config.channel,
+                    phone=self.ctx.lead.phone,
+                    message=message,
+                    leave_voicemail=config.leave_voicemail,
+                    variables=dict(self.s.variables),
+                    sequence=per_agent[config.agent_id],
+                    from_phone_number=config.from_phone_number,
                 )
             )
-            self.steps.append(StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now))
+            self.steps.append(
+                StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now)
+            )
             self.set(
-                phase=Phase.DISPATCHED, dispatch_attempt=attempt, actions=self.s.actions + 1,
+                phase=Phase.DISPATCHED,
+                dispatch_attempt=attempt,
+                actions=self.s.actions + 1,
+                agent_dispatches=per_agent,
                 wake_at=self.now + self.ctx.report_timeout,
             )
             self.log("dispatched", node=node.id, stepExecutionId=step_id, idempotencyKey=key)
             return
         if answer.at is None:
-            self.log("deferred", node=node.id, stepExecutionId=step_id, until=None,
-                     reason=answer.reason, rules=list(answer.rules), zones=list(answer.zones))
-            self.steps.append(StepUpdated(step_id, StepStatus.FAILED, self.now, completed_at=self.now))
+            self.log(
+                "deferred",
+                node=node.id,
+                stepExecutionId=step_id,
+                until=None,
+                reason=answer.reason,
+                rules=list(answer.rules),
+                zones=list(answer.zones),
+            )
+            self.steps.append(
+                StepUpdated(step_id, StepStatus.FAILED, self.now, completed_at=self.now)
+            )
             self.set(step_id=None)
             self.fail(answer.reason)
             return
-        self.steps.append(StepUpdated(step_id, StepStatus.PENDING, self.now, next_allowed_at=answer.at))
+        self.steps.append(
+            StepUpdated(step_id, StepStatus.PENDING, self.now, next_allowed_at=answer.at)
+        )
         self.set(phase=Phase.DEFERRED, wake_at=answer.at)
-        self.log("deferred", node=node.id, stepExecutionId=step_id, until=answer.at.isoformat(),
-                 reason=answer.reason, rules=list(answer.rules), zones=list(answer.zones))
+        self.log(
+            "deferred",
+            node=node.id,
+            stepExecutionId=step_id,
+            until=answer.at.isoformat(),
+            reason=answer.reason,
+            rules=list(answer.rules),
+            zones=list(answer.zones),
+        )
 
     def complete_step(
         self, disposition: Disposition, call: Mapping[str, Any], status: StepStatus
@@ -538,12 +622,18 @@ class _Run:
         assert self.s.step_id is not None
         self.steps.append(
             StepUpdated(
-                self.s.step_id, status, self.now, completed_at=self.now, disposition=disposition,
+                self.s.step_id,
+                status,
+                self.now,
+                completed_at=self.now,
+                disposition=disposition,
                 agent_call=dict(call) if call else None,
             )
         )
         self.set(
-            disposition=disposition, last_call=dict(call) if call else None, step_id=None,
+            disposition=disposition,
+            last_call=dict(call) if call else None,
+            step_id=None,
             wake_at=None,
         )
         self.follow(disposition.value)
@@ -553,9 +643,18 @@ class _Run:
         step_id = step_execution_id(self.s.execution_id, node.id, visit)
         self.steps.append(
             StepOpened(
-                id=step_id, node_id=node.id, visit=visit, kind=node.kind, channel=None, order=0,
-                delay_secs=0, agent_id=None, leave_voicemail=False, needs_tcpa=False,
-                finish_on=(), scheduled_at=self.now,
+                id=step_id,
+                node_id=node.id,
+                visit=visit,
+                kind=node.kind,
+                channel=None,
+                order=0,
+                delay_secs=0,
+                agent_id=None,
+                leave_voicemail=False,
+                needs_tcpa=False,
+                finish_on=(),
+                scheduled_at=self.now,
             )
         )
         params = dict(config.params)
@@ -564,15 +663,25 @@ class _Run:
         elif config.action == "merge_metadata":
             self.set(metadata={**self.s.metadata, **dict(params.get("metadata", {}))})
         elif config.action == "suppress":
-            self.effects.append(Effect(step_id, "suppress", {"phone": self.ctx.lead.phone, **params}))
+            self.effects.append(
+                Effect(step_id, "suppress", {"phone": self.ctx.lead.phone, **params})
+            )
         else:
             self.effects.append(Effect(step_id, config.action, params))
-            self.steps.append(StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now))
-            self.set(step_id=step_id, phase=Phase.APPLYING, wake_at=self.now + self.ctx.application_timeout)
+            self.steps.append(
+                StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now)
+            )
+            self.set(
+                step_id=step_id,
+                phase=Phase.APPLYING,
+                wake_at=self.now + self.ctx.application_timeout,
+            )
             self.log("application_started", node=node.id, action=config.action)
             return
         self.steps.append(
-            StepUpdated(step_id, StepStatus.COMPLETED, self.now, started_at=self.now, completed_at=self.now)
+            StepUpdated(
+                step_id, StepStatus.COMPLETED, self.now, started_at=self.now, completed_at=self.now
+            )
         )
         self.log("application_finished", node=node.id, action=config.action, ok=True)
         self.follow("success")
@@ -616,7 +725,10 @@ class _Run:
             self.finish(ExecutionStatus.COMPLETED, "completed")
             return
         self.log("transition", source=node_id, target=target, outcome=outcome)
-        if self.s.status is ExecutionStatus.PAUSED and self.ctx.graph.node(target).kind is not NodeKind.END:
+        if (
+            self.s.status is ExecutionStatus.PAUSED
+            and self.ctx.graph.node(target).kind is not NodeKind.END
+        ):
             visits = dict(self.s.visits)
             visits[target] = visits.get(target, 0) + 1
             self.set(node_id=target, phase=Phase.ENTER, wake_at=None, visits=visits)
@@ -625,15 +737,29 @@ class _Run:
 
     def finish(self, status: ExecutionStatus, outcome: str) -> None:
         self.set(
-            status=status, phase=Phase.DONE, wake_at=None, completed_at=self.now, outcome=outcome,
-            step_id=None, paused_from=None, remaining_secs=None,
+            status=status,
+            phase=Phase.DONE,
+            wake_at=None,
+            completed_at=self.now,
+            outcome=outcome,
+            step_id=None,
+            paused_from=None,
+            remaining_secs=None,
         )
-        self.log("finished", status=status.value, outcome=outcome,
-                 disposition=self.s.disposition.value if self.s.disposition else None)
+        self.log(
+            "finished",
+            status=status.value,
+            outcome=outcome,
+            disposition=self.s.disposition.value if self.s.disposition else None,
+        )
 
     def fail(self, reason: str) -> None:
         self.set(
-            status=ExecutionStatus.FAILED, phase=Phase.DONE, wake_at=None, completed_at=self.now,
-            reason=reason, step_id=None,
+            status=ExecutionStatus.FAILED,
+            phase=Phase.DONE,
+            wake_at=None,
+            completed_at=self.now,
+            reason=reason,
+            step_id=None,
         )
         self.log("failed", reason=reason)

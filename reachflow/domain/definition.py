@@ -24,8 +24,20 @@ from reachflow.domain.graph import SKIPPED, ActionConfig, Edge, EndConfig, Graph
 from reachflow.domain.templates import TemplateSyntaxError, placeholder_names
 
 STEP_FIELDS = frozenset(
-    {"id", "type", "order", "delayInSecs", "agentId", "leaveVoicemail", "finishOn",
-     "needsTCPACompliance", "conditions", "initialMessage", "count", "voicemailMessage"}
+    {
+        "id",
+        "type",
+        "order",
+        "delayInSecs",
+        "agentId",
+        "leaveVoicemail",
+        "finishOn",
+        "needsTCPACompliance",
+        "conditions",
+        "initialMessage",
+        "count",
+        "voicemailMessage",
+    }
 )
 DEFINITION_FIELDS = frozenset({"steps", "isInfinite"})
 MAX_COUNT = 20

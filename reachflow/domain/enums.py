@@ -58,8 +58,6 @@ class Disposition(StrEnum):
 
 
 #: Dispositions of a call nobody picked up; `leaveVoicemail` turns them into LEFT_VOICEMAIL.
-UNANSWERED = frozenset(
-    {Disposition.NO_ANSWER, Disposition.VOICEMAIL_DETECTED, Disposition.LINE_BUSY}
-)
+UNANSWERED = frozenset({Disposition.NO_ANSWER, Disposition.VOICEMAIL_DETECTED})
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

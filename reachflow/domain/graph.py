@@ -35,14 +35,26 @@ class EndOutcome(StrEnum):
 #: Extra labels an action outcome answers to, as DialNexa's VOICE_CALL outputs name them.
 OUTCOME_GROUPS: Mapping[str, frozenset[str]] = {
     "DNP": frozenset(
-        {Disposition.NO_ANSWER, Disposition.LINE_BUSY, Disposition.VOICEMAIL_DETECTED,
-         Disposition.LEFT_VOICEMAIL, Disposition.SILENCE_TIMEOUT}
+        {
+            Disposition.NO_ANSWER,
+            Disposition.LINE_BUSY,
+            Disposition.VOICEMAIL_DETECTED,
+            Disposition.LEFT_VOICEMAIL,
+            Disposition.SILENCE_TIMEOUT,
+        }
     ),
     "FAILED": frozenset({Disposition.COULD_NOT_CONNECT, Disposition.BAD_NUMBER, "DISPATCH_FAILED"}),
     "COMPLETED": frozenset(
-        {Disposition.NOT_INTERESTED, Disposition.WARM_TRANSFER, Disposition.CALENDLY,
-         Disposition.DNC, Disposition.ENDED, Disposition.FRAUD, Disposition.TEXT_CONSENT,
-         Disposition.CALL_AGAIN}
+        {
+            Disposition.NOT_INTERESTED,
+            Disposition.WARM_TRANSFER,
+            Disposition.CALENDLY,
+            Disposition.DNC,
+            Disposition.ENDED,
+            Disposition.FRAUD,
+            Disposition.TEXT_CONSENT,
+            Disposition.CALL_AGAIN,
+        }
     ),
 }
 

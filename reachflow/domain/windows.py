@@ -120,9 +120,7 @@ def subtract(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
 
 def shrink_ends(intervals: Sequence[Interval], margin: timedelta) -> list[Interval]:
     """Drop the last ``margin`` of each interval: nothing starts just before a window shuts."""
-    return [
-        Interval(iv.start, iv.end - margin) for iv in intervals if iv.end - margin > iv.start
-    ]
+    return [Interval(iv.start, iv.end - margin) for iv in intervals if iv.end - margin > iv.start]
 
 
 def first_at_or_after(intervals: Sequence[Interval], instant: datetime) -> datetime | None:

@@ -1,2 +1,18 @@
-"""placeholder"""
-class Store: ...
+"""``Store``: every database operation, grouped by what it touches, named by verb."""
+
+from __future__ import annotations
+
+from reachflow.store.accounts import Accounts
+from reachflow.store.database import Database
+from reachflow.store.executions import Executions
+from reachflow.store.queue import Queue
+from reachflow.store.workflows import Workflows
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.accounts = Accounts()
+        self.workflows = Workflows()
+        self.executions = Executions()
+        self.queue = Queue()

@@ -104,9 +104,15 @@ executions = sa.Table(
     sa.Column("completed_at", UTCDateTime(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
-    sa.Index("ix_executions_due", "due_at", sqlite_where=sa.text("due_at IS NOT NULL"),
-             postgresql_where=sa.text("due_at IS NOT NULL")),
-    sa.Index("ix_executions_workflow_created", "organization_id", "workflow_id", "created_at", "id"),
+    sa.Index(
+        "ix_executions_due",
+        "due_at",
+        sqlite_where=sa.text("due_at IS NOT NULL"),
+        postgresql_where=sa.text("due_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_executions_workflow_created", "organization_id", "workflow_id", "created_at", "id"
+    ),
     sa.Index("ix_executions_phone", "organization_id", "primary_phone"),
     sa.Index("ix_executions_lead", "organization_id", "customer_lead_id"),
 )
@@ -140,8 +146,12 @@ step_executions = sa.Table(
 execution_events = sa.Table(
     "execution_events",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
     sa.Column("execution_id", ID, sa.ForeignKey("executions.id"), nullable=False, index=True),
     sa.Column("kind", sa.String(32), nullable=False),
@@ -153,8 +163,12 @@ execution_events = sa.Table(
 outbox = sa.Table(
     "outbox",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
     sa.Column("execution_id", ID, sa.ForeignKey("executions.id"), nullable=False, index=True),
     sa.Column("step_execution_id", ID, nullable=False),
@@ -167,16 +181,24 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("done_at", UTCDateTime(), nullable=True),
-    sa.Index("ix_outbox_pending", "available_at", sqlite_where=sa.text("status = 'pending'"),
-             postgresql_where=sa.text("status = 'pending'")),
+    sa.Index(
+        "ix_outbox_pending",
+        "available_at",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
 )
 
 #: Events waiting to be fed to ``decide`` (agent results, due at the call's end).
 inbox = sa.Table(
     "inbox",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
     sa.Column("execution_id", ID, sa.ForeignKey("executions.id"), nullable=False, index=True),
     sa.Column("kind", sa.String(32), nullable=False),

@@ -1,0 +1,83 @@
+"""What the runtime asks of an agent, and what it gets back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from reachflow.domain.enums import Channel, Disposition
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchRequest:
+    idempotency_key: str
+    organization_id: str
+    execution_id: str
+    step_execution_id: str
+    agent_id: str
+    agent_config: dict[str, Any]
+    channel: Channel
+    phone: str
+    message: str | None
+    leave_voicemail: bool
+    variables: dict[str, Any]
+    #: 1 for this agent's first dispatch in the execution, 2 for the next, ...
+    sequence: int
+    now: datetime
+    forwarding_phone_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCall:
+    """Feather's ``agentCall`` record."""
+
+    id: str
+    status: str
+    call_started_at: datetime
+    call_ended_at: datetime
+    call_duration: int
+    call_ended_reason: Disposition
+    recording_url: str | None = None
+    summary: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "callStartedAt": self.call_started_at.isoformat(),
+            "callEndedAt": self.call_ended_at.isoformat(),
+            "callDuration": self.call_duration,
+            "callEndedReason": self.call_ended_reason.value,
+            "recordingUrl": self.recording_url,
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResult:
+    disposition: Disposition
+    call: AgentCall
+    reported_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchReceipt:
+    """``result`` is set when the agent knows the outcome at once (the simulator); otherwise
+    the outcome arrives later through the agent-result callback."""
+
+    provider_call_id: str
+    result: AgentResult | None = None
+
+
+class AgentError(Exception):
+    """The agent could not take the request. ``transient`` ones are retried with the same key."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class Agent(Protocol):
+    def dispatch(self, request: DispatchRequest) -> DispatchReceipt: ...

@@ -1,0 +1,102 @@
+"""A real, seeded, deterministic agent for development, demos and tests.
+
+Config (all optional):
+
+* ``defaultDisposition``: the disposition of every attempt (default ``NO_ANSWER``);
+* ``script``: ``{"+14155550123": ["NO_ANSWER", "CALENDLY"]}``: per phone number, the
+  dispositions of this agent's 1st, 2nd, ... dispatch in an execution (the last one repeats);
+* ``distribution``: ``{"NO_ANSWER": 3, "CALENDLY": 1}`` with ``seed``: a weighted draw, seeded by
+  the idempotency key, so a retried dispatch gets the same outcome;
+* ``callDurationSecs`` (default 60) for answered calls, ``ringDurationSecs`` (default 30) for
+  unanswered ones, ``textDurationSecs`` (default 5) for texts.
+
+``leaveVoicemail`` turns an unanswered call (NO_ANSWER, VOICEMAIL_DETECTED) into LEFT_VOICEMAIL.
+The same idempotency key always yields the same receipt, and the agent remembers every key it
+has seen: ``calls_placed`` counts real placements per key.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from reachflow.agents.port import AgentCall, AgentResult, DispatchReceipt, DispatchRequest
+from reachflow.domain.enums import UNANSWERED, Channel, Disposition
+
+_CALL_NAMESPACE = uuid.UUID("0c4f5d8e-2b1a-4c6e-9f3d-7a8b9c0d1e2f")
+_NOT_CONNECTED = UNANSWERED | {
+    Disposition.LINE_BUSY,
+    Disposition.COULD_NOT_CONNECT,
+    Disposition.BAD_NUMBER,
+}
+
+
+class SimulatorAgent:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._receipts: dict[str, DispatchReceipt] = {}
+        self.calls_placed: Counter[str] = Counter()
+
+    def dispatch(self, request: DispatchRequest) -> DispatchReceipt:
+        with self._lock:
+            seen = self._receipts.get(request.idempotency_key)
+            if seen is not None:
+                return seen
+            receipt = simulate(request)
+            self._receipts[request.idempotency_key] = receipt
+            self.calls_placed[request.idempotency_key] += 1
+            return receipt
+
+
+def choose_disposition(config: dict[str, Any], request: DispatchRequest) -> Disposition:
+    script = config.get("script") or {}
+    scripted = script.get(request.phone)
+    if scripted:
+        return Disposition(scripted[min(request.sequence, len(scripted)) - 1])
+    distribution = config.get("distribution")
+    if distribution:
+        rng = random.Random(f"{config.get('seed', 0)}:{request.idempotency_key}")
+        names = sorted(distribution)
+        weights = [float(distribution[n]) for n in names]
+        return Disposition(rng.choices(names, weights=weights, k=1)[0])
+    return Disposition(config.get("defaultDisposition", Disposition.NO_ANSWER.value))
+
+
+def simulate(request: DispatchRequest) -> DispatchReceipt:
+    config = request.agent_config
+    disposition = choose_disposition(config, request)
+    if request.leave_voicemail and request.channel is Channel.CALL and disposition in UNANSWERED:
+        disposition = Disposition.LEFT_VOICEMAIL
+    if request.channel is Channel.TEXT:
+        seconds = int(config.get("textDurationSecs", 5))
+        status = "delivered"
+    elif disposition in _NOT_CONNECTED:
+        seconds = int(config.get("ringDurationSecs", 30))
+        status = "no-answer" if disposition in UNANSWERED else "failed"
+    else:
+        seconds = int(config.get("callDurationSecs", 60))
+        status = "completed"
+    if disposition is Disposition.LEFT_VOICEMAIL:
+        seconds += 20
+        status = "completed"
+    call_id = str(uuid.uuid5(_CALL_NAMESPACE, request.idempotency_key))
+    ended = request.now + timedelta(seconds=seconds)
+    answered = status == "completed"
+    call = AgentCall(
+        id=call_id,
+        status=status,
+        call_started_at=request.now,
+        call_ended_at=ended,
+        call_duration=seconds,
+        call_ended_reason=disposition,
+        recording_url=f"simulator://recordings/{call_id}" if answered else None,
+        summary=f"Simulated {request.channel.value.lower()} to {request.phone}: {disposition.value}",
+    )
+    return DispatchReceipt(
+        provider_call_id=call_id,
+        result=AgentResult(disposition=disposition, call=call, reported_at=ended),
+    )

@@ -1,0 +1,1 @@
+"""Runs ``decide`` durably: the embedded engine and worker, clocks, application services."""

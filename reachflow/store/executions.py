@@ -1,0 +1,443 @@
+"""Executions, their step executions and event history; persisting a decision atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from reachflow.domain.codec import state_from_json, state_to_json
+from reachflow.domain.decider import Decision, ExecutionState, Phase, StepOpened, StepUpdated
+from reachflow.domain.enums import TERMINAL_STATUSES, ExecutionStatus
+from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord
+from reachflow.store.tables import (
+    execution_events,
+    executions,
+    inbox,
+    outbox,
+    step_executions,
+)
+
+ACTIVE_STATUSES = ("CREATED", "RUNNING", "PAUSED")
+
+
+@dataclass(frozen=True, slots=True)
+class NewExecution:
+    id: str
+    organization_id: str
+    workflow_id: str
+    version_id: str
+    customer_lead_id: str | None
+    primary_phone: str
+    zipcode: str | None
+    state: str | None
+    forwarding_phone_number: str | None
+    variables: dict[str, Any]
+    metadata: dict[str, Any]
+    priority_date: datetime | None
+    start_at: datetime | None
+    engine: ExecutionState
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFilter:
+    organization_id: str
+    workflow_id: str | None = None
+    status: str | None = None
+    customer_lead_id: str | None = None
+    phone: str | None = None
+
+
+class Executions:
+    def insert_executions(
+        self, conn: Connection, rows: Sequence[NewExecution], now: datetime
+    ) -> None:
+        """One multi-row INSERT per call; callers batch."""
+        if not rows:
+            return
+        conn.execute(
+            executions.insert(),
+            [
+                {
+                    "id": r.id,
+                    "organization_id": r.organization_id,
+                    "workflow_id": r.workflow_id,
+                    "version_id": r.version_id,
+                    "status": r.engine.status.value,
+                    "customer_lead_id": r.customer_lead_id,
+                    "primary_phone": r.primary_phone,
+                    "zipcode": r.zipcode,
+                    "state": r.state,
+                    "forwarding_phone_number": r.forwarding_phone_number,
+                    "variables": r.variables,
+                    "metadata": r.metadata,
+                    "priority_date": r.priority_date,
+                    "start_at": r.start_at,
+                    "due_at": r.engine.wake_at,
+                    "node_id": r.engine.node_id,
+                    "disposition": None,
+                    "engine_state": state_to_json(r.engine),
+                    "temporal_workflow_id": None,
+                    "started_at": None,
+                    "completed_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in rows
+            ],
+        )
+
+    def get_execution(
+        self,
+        conn: Connection,
+        organization_id: str,
+        execution_id: str,
+        *,
+        workflow_id: str | None = None,
+        lock: bool = False,
+    ) -> ExecutionRecord | None:
+        query = sa.select(executions).where(
+            executions.c.organization_id == organization_id, executions.c.id == execution_id
+        )
+        if workflow_id is not None:
+            query = query.where(executions.c.workflow_id == workflow_id)
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        return _execution(row) if row else None
+
+    def list_executions(
+        self,
+        conn: Connection,
+        flt: ExecutionFilter,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[ExecutionRecord]:
+        query = sa.select(executions).where(*_where(flt))
+        if after is not None:
+            created, last_id = after
+            query = query.where(
+                sa.or_(
+                    executions.c.created_at > created,
+                    sa.and_(executions.c.created_at == created, executions.c.id > last_id),
+                )
+            )
+        query = query.order_by(executions.c.created_at, executions.c.id).limit(limit)
+        return [_execution(r) for r in conn.execute(query).mappings()]
+
+    def active_ids(self, conn: Connection, flt: ExecutionFilter) -> list[str]:
+        rows = conn.execute(
+            sa.select(executions.c.id).where(*_where(flt), executions.c.status.in_(ACTIVE_STATUSES))
+        )
+        return [str(r.id) for r in rows]
+
+    def claim_due(
+        self, conn: Connection, now: datetime, limit: int, *, skip_locked: bool
+    ) -> list[ExecutionRecord]:
+        """Due executions, oldest due first, via the partial index on ``due_at``."""
+        query = (
+            sa.select(executions)
+            .where(executions.c.due_at.is_not(None), executions.c.due_at <= now)
+            .order_by(executions.c.due_at)
+            .limit(limit)
+        )
+        if skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        return [_execution(r) for r in conn.execute(query).mappings()]
+
+    def next_due_at(self, conn: Connection) -> datetime | None:
+        value = conn.execute(sa.select(sa.func.min(executions.c.due_at))).scalar_one_or_none()
+        if value is None:
+            return None
+        due: datetime | None = executions.c.due_at.type.process_result_value(value, conn.dialect)
+        return due
+
+    def save_decision(
+        self,
+        conn: Connection,
+        record: ExecutionRecord,
+        decision: Decision,
+        now: datetime,
+    ) -> None:
+        """State, step executions, history and outbox commands: all in the caller's transaction."""
+        state = decision.state
+        conn.execute(
+            executions.update()
+            .where(executions.c.id == record.id)
+            .values(
+                status=state.status.value,
+                due_at=state.wake_at,
+                node_id=state.node_id,
+                disposition=state.disposition.value if state.disposition else None,
+                engine_state=state_to_json(state),
+                variables=dict(state.variables),
+                metadata=dict(state.metadata),
+                started_at=state.started_at,
+                completed_at=state.completed_at,
+                updated_at=now,
+            )
+        )
+        for change in decision.steps:
+            if isinstance(change, StepOpened):
+                conn.execute(step_executions.insert().values(**_opened(record, change, now)))
+            else:
+                conn.execute(
+                    step_executions.update()
+                    .where(step_executions.c.id == change.id)
+                    .values(**_updated(change))
+                )
+        if decision.history:
+            conn.execute(
+                execution_events.insert(),
+                [
+                    {
+                        "organization_id": record.organization_id,
+                        "execution_id": record.id,
+                        "kind": h.kind,
+                        "at": h.at,
+                        "data": dict(h.data),
+                    }
+                    for h in decision.history
+                ],
+            )
+        rows = [
+            {
+                "organization_id": record.organization_id,
+                "execution_id": record.id,
+                "step_execution_id": d.step_execution_id,
+                "idempotency_key": d.idempotency_key,
+                "kind": "dispatch",
+                "status": "pending",
+                "available_at": now,
+                "attempts": 0,
+                "created_at": now,
+                "payload": {
+                    "agentId": d.agent_id,
+                    "channel": d.channel.value,
+                    "phone": d.phone,
+                    "message": d.message,
+                    "leaveVoicemail": d.leave_voicemail,
+                    "variables": dict(d.variables),
+                    "nodeId": d.node_id,
+                    "sequence": d.sequence,
+                    "fromPhoneNumber": d.from_phone_number,
+                    "forwardingPhoneNumber": record.forwarding_phone_number,
+                },
+            }
+            for d in decision.dispatches
+        ] + [
+            {
+                "organization_id": record.organization_id,
+                "execution_id": record.id,
+                "step_execution_id": e.step_execution_id,
+                "idempotency_key": f"{record.id}:{e.step_execution_id}:effect",
+                "kind": "effect",
+                "status": "pending",
+                "available_at": now,
+                "attempts": 0,
+                "created_at": now,
+                "payload": {"action": e.action, "params": dict(e.params)},
+            }
+            for e in decision.effects
+        ]
+        if rows:
+            conn.execute(outbox.insert(), rows)
+
+    def mark_broken(
+        self, conn: Connection, record: ExecutionRecord, reason: str, now: datetime
+    ) -> None:
+        """Last resort when deciding raised: fail the execution so it never loops."""
+        state = replace(
+            record.engine,
+            status=ExecutionStatus.FAILED,
+            phase=Phase.DONE,
+            wake_at=None,
+            completed_at=now,
+            reason=reason,
+        )
+        conn.execute(
+            executions.update()
+            .where(executions.c.id == record.id)
+            .values(
+                status="FAILED",
+                due_at=None,
+                engine_state=state_to_json(state),
+                completed_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            execution_events.insert().values(
+                organization_id=record.organization_id,
+                execution_id=record.id,
+                kind="failed",
+                at=now,
+                data={"reason": reason},
+            )
+        )
+
+    def steps_of(
+        self, conn: Connection, execution_ids: Sequence[str]
+    ) -> dict[str, list[StepRecord]]:
+        out: dict[str, list[StepRecord]] = {i: [] for i in execution_ids}
+        if not execution_ids:
+            return out
+        rows = conn.execute(
+            sa.select(step_executions)
+            .where(step_executions.c.execution_id.in_(list(execution_ids)))
+            .order_by(
+                step_executions.c.created_at, step_executions.c.step_order, step_executions.c.visit
+            )
+        ).mappings()
+        for r in rows:
+            out[r["execution_id"]].append(_step(r))
+        return out
+
+    def events_of(self, conn: Connection, execution_id: str) -> list[EventRecord]:
+        rows = conn.execute(
+            sa.select(execution_events)
+            .where(execution_events.c.execution_id == execution_id)
+            .order_by(execution_events.c.id)
+        ).mappings()
+        return [
+            EventRecord(
+                id=r["id"],
+                execution_id=r["execution_id"],
+                kind=r["kind"],
+                at=r["at"],
+                data=dict(r["data"]),
+            )
+            for r in rows
+        ]
+
+    def delete_execution(self, conn: Connection, execution_id: str) -> None:
+        for table in (execution_events, step_executions, outbox, inbox):
+            conn.execute(table.delete().where(table.c.execution_id == execution_id))
+        conn.execute(executions.delete().where(executions.c.id == execution_id))
+
+    def count_by_status(
+        self, conn: Connection, organization_id: str | None = None
+    ) -> dict[str, int]:
+        query = sa.select(executions.c.status, sa.func.count()).group_by(executions.c.status)
+        if organization_id is not None:
+            query = query.where(executions.c.organization_id == organization_id)
+        return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def is_terminal(status: str) -> bool:
+    return status in {s.value for s in TERMINAL_STATUSES}
+
+
+def _where(flt: ExecutionFilter) -> list[Any]:
+    where: list[Any] = [executions.c.organization_id == flt.organization_id]
+    if flt.workflow_id is not None:
+        where.append(executions.c.workflow_id == flt.workflow_id)
+    if flt.status is not None:
+        where.append(executions.c.status == flt.status)
+    if flt.customer_lead_id is not None:
+        where.append(executions.c.customer_lead_id == flt.customer_lead_id)
+    if flt.phone is not None:
+        where.append(executions.c.primary_phone == flt.phone)
+    return where
+
+
+def _opened(record: ExecutionRecord, change: StepOpened, now: datetime) -> dict[str, Any]:
+    return {
+        "id": change.id,
+        "organization_id": record.organization_id,
+        "execution_id": record.id,
+        "node_id": change.node_id,
+        "visit": change.visit,
+        "kind": change.kind.value,
+        "type": change.channel.value if change.channel else None,
+        "step_order": change.order,
+        "delay_in_secs": change.delay_secs,
+        "needs_tcpa": change.needs_tcpa,
+        "finish_on": [d.value for d in change.finish_on],
+        "leave_voicemail": change.leave_voicemail,
+        "agent_id": change.agent_id,
+        "status": "PENDING",
+        "scheduled_at": change.scheduled_at,
+        "next_allowed_at": None,
+        "started_at": None,
+        "completed_at": None,
+        "disposition": None,
+        "agent_call": None,
+        "created_at": now,
+    }
+
+
+def _updated(change: StepUpdated) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": change.status.value}
+    if change.started_at is not None:
+        values["started_at"] = change.started_at
+    if change.completed_at is not None:
+        values["completed_at"] = change.completed_at
+        values["next_allowed_at"] = None
+    if change.disposition is not None:
+        values["disposition"] = change.disposition.value
+    if change.agent_call is not None:
+        values["agent_call"] = dict(change.agent_call)
+    if change.next_allowed_at is not None:
+        values["next_allowed_at"] = change.next_allowed_at
+    if change.started_at is not None:
+        values["next_allowed_at"] = None
+    return values
+
+
+def _execution(row: Any) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        workflow_id=row["workflow_id"],
+        version_id=row["version_id"],
+        status=row["status"],
+        customer_lead_id=row["customer_lead_id"],
+        primary_phone=row["primary_phone"],
+        zipcode=row["zipcode"],
+        state=row["state"],
+        forwarding_phone_number=row["forwarding_phone_number"],
+        variables=dict(row["variables"] or {}),
+        metadata=dict(row["metadata"] or {}),
+        priority_date=row["priority_date"],
+        start_at=row["start_at"],
+        due_at=row["due_at"],
+        node_id=row["node_id"],
+        disposition=row["disposition"],
+        engine=state_from_json(row["engine_state"]),
+        temporal_workflow_id=row["temporal_workflow_id"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _step(r: Any) -> StepRecord:
+    return StepRecord(
+        id=r["id"],
+        execution_id=r["execution_id"],
+        node_id=r["node_id"],
+        visit=r["visit"],
+        kind=r["kind"],
+        type=r["type"],
+        order=r["step_order"],
+        delay_in_secs=r["delay_in_secs"],
+        needs_tcpa=r["needs_tcpa"],
+        finish_on=list(r["finish_on"] or []),
+        leave_voicemail=r["leave_voicemail"],
+        agent_id=r["agent_id"],
+        status=r["status"],
+        scheduled_at=r["scheduled_at"],
+        next_allowed_at=r["next_allowed_at"],
+        started_at=r["started_at"],
+        completed_at=r["completed_at"],
+        disposition=r["disposition"],
+        agent_call=r["agent_call"],
+        created_at=r["created_at"],
+    )
