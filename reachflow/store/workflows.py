@@ -77,7 +77,7 @@ class Workflows:
         self, conn: Connection, organization_id: str, workflow_id: str, *, lock: bool = False
     ) -> WorkflowRecord | None:
         query = (
-            sa.select(workflows, _version_columns())
+            sa.select(workflows, *_version_columns())
             .join(workflow_versions, _CURRENT)
             .where(
                 workflows.c.organization_id == organization_id,
@@ -109,7 +109,7 @@ class Workflows:
             sa.select(sa.func.count()).select_from(workflows).where(*where)
         ).scalar_one()
         rows = conn.execute(
-            sa.select(workflows, _version_columns())
+            sa.select(workflows, *_version_columns())
             .join(workflow_versions, _CURRENT)
             .where(*where)
             .order_by(workflows.c.created_at, workflows.c.id)

@@ -1,0 +1,82 @@
+"""The composition root: ``bootstrap(settings) -> Services``. No module-level state anywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from reachflow.agents.port import Agent
+from reachflow.agents.simulator import SimulatorAgent
+from reachflow.runtime.accounts import AccountService, AgentService
+from reachflow.runtime.clock import Clock, SystemClock
+from reachflow.runtime.engine import Engine, EngineConfig
+from reachflow.runtime.executions import ExecutionService
+from reachflow.runtime.worker import EmbeddedWorker
+from reachflow.runtime.workflows import WorkflowService
+from reachflow.settings import Settings
+from reachflow.store.database import Database
+from reachflow.store.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: Store
+    clock: Clock
+    simulator: SimulatorAgent
+    engine: Engine
+    worker: EmbeddedWorker
+    accounts: AccountService
+    agents: AgentService
+    workflows: WorkflowService
+    executions: ExecutionService
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.db.dispose()
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    migrate: bool = True,
+    extra_agents: dict[str, Agent] | None = None,
+) -> Services:
+    clock = clock or SystemClock()
+    db = Database(settings.database_url)
+    if migrate:
+        db.migrate()
+    store = Store(db)
+    simulator = SimulatorAgent()
+    agents: dict[str, Agent] = {"simulator": simulator, **(extra_agents or {})}
+    engine = Engine(
+        store,
+        agents,
+        clock,
+        EngineConfig(
+            batch_size=settings.worker_batch_size,
+            lease=timedelta(seconds=settings.lease_seconds),
+            report_timeout=timedelta(seconds=settings.report_timeout_seconds),
+            closing_margin=timedelta(seconds=settings.closing_margin_seconds),
+            horizon=timedelta(days=settings.window_horizon_days),
+        ),
+    )
+    executions = ExecutionService(
+        store, engine, clock, bulk_limit=settings.bulk_limit,
+        insert_batch=settings.bulk_insert_batch,
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        store=store,
+        clock=clock,
+        simulator=simulator,
+        engine=engine,
+        worker=EmbeddedWorker(engine, clock, poll_seconds=settings.worker_poll_seconds),
+        accounts=AccountService(store, clock),
+        agents=AgentService(store, clock),
+        workflows=WorkflowService(store, clock, executions),
+        executions=executions,
+    )

@@ -1,0 +1,174 @@
+"""Organizations, API keys and agents as application services."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from reachflow.domain.enums import Channel, Disposition
+from reachflow.domain.errors import (
+    Conflict,
+    NotFound,
+    ProblemCollector,
+    Unauthorized,
+)
+from reachflow.runtime.clock import Clock
+from reachflow.store.records import AgentRecord
+from reachflow.store.store import Store
+
+PROVIDERS = ("simulator", "webhook")
+AGENT_FIELDS = ("name", "channel", "provider", "config")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class AccountService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def create_api_key(self, organization: str) -> tuple[str, str]:
+        """A new key for ``organization`` (created if needed); returns (org id, key)."""
+        key = "rf_" + secrets.token_urlsafe(32)
+        now = self.clock.now()
+        with self.store.db.begin() as conn:
+            org_id = self.store.accounts.ensure_organization(conn, organization, now)
+            self.store.accounts.insert_api_key(conn, org_id, hash_key(key), key[:10], now)
+        return org_id, key
+
+    def authenticate(self, key: str | None) -> str:
+        if not key:
+            raise Unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
+        with self.store.db.begin() as conn:
+            org_id = self.store.accounts.find_organization_by_key_hash(conn, hash_key(key))
+        if org_id is None:
+            raise Unauthorized("unknown API key")
+        return org_id
+
+
+class AgentService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def create(self, organization_id: str, body: dict[str, Any]) -> AgentRecord:
+        values = validate_agent(body, partial=False)
+        now = self.clock.now()
+        record = AgentRecord(
+            id=str(uuid.uuid4()), organization_id=organization_id, name=values["name"],
+            channel=values["channel"], provider=values.get("provider", "simulator"),
+            config=values.get("config", {}), created_at=now, updated_at=now,
+        )
+        with self.store.db.begin() as conn:
+            self.store.accounts.insert_agent(conn, record)
+        return record
+
+    def get(self, organization_id: str, agent_id: str) -> AgentRecord:
+        with self.store.db.begin() as conn:
+            record = self.store.accounts.get_agent(conn, organization_id, agent_id)
+        if record is None:
+            raise NotFound(f"agent {agent_id} not found", field="agentId")
+        return record
+
+    def list(self, organization_id: str) -> list[AgentRecord]:
+        with self.store.db.begin() as conn:
+            return self.store.accounts.list_agents(conn, organization_id)
+
+    def update(self, organization_id: str, agent_id: str, body: dict[str, Any]) -> AgentRecord:
+        values = validate_agent(body, partial=True)
+        with self.store.db.begin() as conn:
+            record = self.store.accounts.get_agent(conn, organization_id, agent_id)
+            if record is None:
+                raise NotFound(f"agent {agent_id} not found", field="agentId")
+            if "channel" in values and values["channel"] != record.channel:
+                if self.store.workflows.agent_in_use(conn, organization_id, agent_id):
+                    raise Conflict(
+                        "agent is used by a workflow; its channel cannot change", field="channel"
+                    )
+            merged = replace(record, **values, updated_at=self.clock.now())
+            self.store.accounts.update_agent(
+                conn, organization_id, agent_id,
+                {k: getattr(merged, k) for k in (*AGENT_FIELDS, "updated_at")},
+            )
+        return merged
+
+    def delete(self, organization_id: str, agent_id: str) -> None:
+        with self.store.db.begin() as conn:
+            if self.store.accounts.get_agent(conn, organization_id, agent_id) is None:
+                raise NotFound(f"agent {agent_id} not found", field="agentId")
+            if self.store.workflows.agent_in_use(conn, organization_id, agent_id):
+                raise Conflict("agent is used by a workflow", field="agentId")
+            self.store.accounts.delete_agent(conn, organization_id, agent_id)
+
+
+def validate_agent(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    problems = ProblemCollector()
+    for key in body:
+        if key not in AGENT_FIELDS:
+            problems.add(key, "unknown field")
+    out: dict[str, Any] = {}
+    if "name" in body or not partial:
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.add("name", "is required: a non-empty string")
+        else:
+            out["name"] = name.strip()
+    if "channel" in body or not partial:
+        channel = body.get("channel")
+        if channel not in Channel.__members__:
+            problems.add("channel", "must be CALL or TEXT")
+        else:
+            out["channel"] = channel
+    if "provider" in body:
+        provider = body.get("provider")
+        if provider not in PROVIDERS:
+            problems.add("provider", f"must be one of {', '.join(PROVIDERS)}")
+        else:
+            out["provider"] = provider
+    if "config" in body:
+        config = body.get("config")
+        if not isinstance(config, dict):
+            problems.add("config", "must be an object")
+        else:
+            _check_simulator_config(config, problems)
+            out["config"] = config
+    problems.raise_if_any()
+    return out
+
+
+def _check_simulator_config(config: dict[str, Any], problems: ProblemCollector) -> None:
+    names = set(Disposition.__members__)
+    default = config.get("defaultDisposition")
+    if default is not None and default not in names:
+        problems.add("config.defaultDisposition", f"unknown disposition {default!r}")
+    script = config.get("script")
+    if script is not None:
+        if not isinstance(script, dict):
+            problems.add("config.script", "must map phone numbers to lists of dispositions")
+        else:
+            for phone, items in script.items():
+                if not isinstance(items, list) or not items:
+                    problems.add(f"config.script.{phone}", "must be a non-empty list")
+                    continue
+                for i, d in enumerate(items):
+                    if d not in names:
+                        problems.add(f"config.script.{phone}[{i}]", f"unknown disposition {d!r}")
+    distribution = config.get("distribution")
+    if distribution is not None:
+        if not isinstance(distribution, dict) or not distribution:
+            problems.add("config.distribution", "must map dispositions to weights")
+        else:
+            for d, w in distribution.items():
+                if d not in names:
+                    problems.add(f"config.distribution.{d}", f"unknown disposition {d!r}")
+                elif isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                    problems.add(f"config.distribution.{d}", "weight must be a number >= 0")
+    for key in ("callDurationSecs", "ringDurationSecs", "textDurationSecs"):
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            problems.add(f"config.{key}", "must be an integer >= 0")

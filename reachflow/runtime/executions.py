@@ -1,0 +1,377 @@
+"""Executions as an application service: create (one or bulk), read, control, cancel."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reachflow.domain.decider import (
+    Cancelled,
+    Event,
+    MetadataMerged,
+    Paused,
+    Resumed,
+    new_execution,
+)
+from reachflow.domain.enums import ExecutionStatus
+from reachflow.domain.errors import (
+    FieldError,
+    IllegalTransition,
+    NotFound,
+    ProblemCollector,
+    Refused,
+    ReachflowError,
+    ValidationFailed,
+)
+from reachflow.runtime.clock import Clock
+from reachflow.runtime.engine import Engine
+from reachflow.runtime.phones import to_e164
+from reachflow.store.executions import ExecutionFilter, NewExecution
+from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord, WorkflowRecord
+from reachflow.store.store import Store
+
+LEAD_FIELDS = frozenset(
+    {"customerLeadId", "primaryPhone", "zipcode", "state", "forwardingPhoneNumber", "variables",
+     "metadata", "priorityDate", "startAt", "attempt"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionView:
+    record: ExecutionRecord
+    steps: list[StepRecord]
+    definition: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRow:
+    success: bool
+    execution_id: str | None
+    customer_lead_id: str | None
+    error: str | None
+
+
+class ExecutionService:
+    def __init__(
+        self, store: Store, engine: Engine, clock: Clock, *, bulk_limit: int, insert_batch: int
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.clock = clock
+        self.bulk_limit = bulk_limit
+        self.insert_batch = insert_batch
+
+    # -- create -----------------------------------------------------------------------------
+
+    def create(self, organization_id: str, workflow_id: str, body: dict[str, Any]) -> ExecutionView:
+        now = self.clock.now()
+        with self.store.db.begin() as conn:
+            workflow = self._runnable_workflow(conn, organization_id, workflow_id)
+            row = self._new_row(organization_id, workflow, body, now, "")
+            self.store.executions.insert_executions(conn, [row], now)
+        self.engine.wakeup.set()
+        return self.get(organization_id, workflow_id, row.id)
+
+    def create_bulk(
+        self, organization_id: str, workflow_id: str, leads: object
+    ) -> list[BulkRow]:
+        if not isinstance(leads, list) or not leads:
+            raise ValidationFailed(FieldError("leads", "must be a non-empty list of leads"))
+        if len(leads) > self.bulk_limit:
+            raise ValidationFailed(
+                FieldError("leads", f"at most {self.bulk_limit} leads per request, got {len(leads)}")
+            )
+        now = self.clock.now()
+        results: list[BulkRow] = []
+        with self.store.db.begin() as conn:
+            workflow = self._runnable_workflow(conn, organization_id, workflow_id)
+            pending: list[NewExecution] = []
+            for i, lead in enumerate(leads):
+                lead_id = lead.get("customerLeadId") if isinstance(lead, dict) else None
+                try:
+                    row = self._new_row(organization_id, workflow, lead, now, f"leads[{i}].")
+                except ReachflowError as exc:
+                    results.append(BulkRow(False, None, _str_or_none(lead_id), exc.message))
+                    continue
+                pending.append(row)
+                results.append(BulkRow(True, row.id, row.customer_lead_id, None))
+                if len(pending) >= self.insert_batch:
+                    self.store.executions.insert_executions(conn, pending, now)
+                    pending = []
+            self.store.executions.insert_executions(conn, pending, now)
+        self.engine.wakeup.set()
+        return results
+
+    def _runnable_workflow(self, conn: Any, organization_id: str, workflow_id: str) -> WorkflowRecord:
+        workflow = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
+        if workflow is None:
+            raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
+        if not workflow.active:
+            raise Refused(
+                f"workflow {workflow_id} is not active; set active=true to start executions",
+                field="workflowId",
+            )
+        return workflow
+
+    def _new_row(
+        self,
+        organization_id: str,
+        workflow: WorkflowRecord,
+        body: object,
+        now: datetime,
+        prefix: str,
+    ) -> NewExecution:
+        lead = validate_lead(body, prefix)
+        execution_id = str(uuid.uuid4())
+        state = new_execution(
+            execution_id, now=now, start_at=lead["startAt"], variables=lead["variables"],
+            metadata=lead["metadata"],
+        )
+        return NewExecution(
+            id=execution_id, organization_id=organization_id, workflow_id=workflow.id,
+            version_id=workflow.version_id, customer_lead_id=lead["customerLeadId"],
+            primary_phone=lead["primaryPhone"], zipcode=lead["zipcode"], state=lead["state"],
+            forwarding_phone_number=lead["forwardingPhoneNumber"],
+            variables=lead["variables"], metadata=lead["metadata"],
+            priority_date=lead["priorityDate"], start_at=lead["startAt"], engine=state,
+        )
+
+    # -- read -------------------------------------------------------------------------------
+
+    def get(self, organization_id: str, workflow_id: str, execution_id: str) -> ExecutionView:
+        with self.store.db.begin() as conn:
+            record = self._find(conn, organization_id, workflow_id, execution_id)
+            steps = self.store.executions.steps_of(conn, [record.id])[record.id]
+            version, _ = self.engine.version(conn, record.version_id)
+        return ExecutionView(record, steps, version.definition)
+
+    def list(
+        self,
+        flt: ExecutionFilter,
+        *,
+        limit: int,
+        cursor: str | None,
+        enriched: bool,
+    ) -> tuple[list[ExecutionView], str | None]:
+        with self.store.db.begin() as conn:
+            after = None
+            if cursor:
+                anchor = self.store.executions.get_execution(conn, flt.organization_id, cursor)
+                if anchor is None:
+                    raise ValidationFailed(FieldError("cursor", "unknown cursor"))
+                after = (anchor.created_at, anchor.id)
+            records = self.store.executions.list_executions(conn, flt, limit=limit + 1, after=after)
+            more = len(records) > limit
+            records = records[:limit]
+            steps = (
+                self.store.executions.steps_of(conn, [r.id for r in records])
+                if enriched
+                else {r.id: [] for r in records}
+            )
+            views = [
+                ExecutionView(
+                    r, steps[r.id],
+                    self.engine.version(conn, r.version_id)[0].definition if enriched else {},
+                )
+                for r in records
+            ]
+        return views, (records[-1].id if more and records else None)
+
+    def events(self, organization_id: str, workflow_id: str, execution_id: str) -> list[EventRecord]:
+        with self.store.db.begin() as conn:
+            record = self._find(conn, organization_id, workflow_id, execution_id)
+            return self.store.executions.events_of(conn, record.id)
+
+    # -- control ----------------------------------------------------------------------------
+
+    def update(
+        self, organization_id: str, workflow_id: str, execution_id: str, body: object
+    ) -> ExecutionView:
+        """Feather's PUT: ``status`` PAUSED / RUNNING / CANCELLED, ``metadata`` merges."""
+        if not isinstance(body, dict):
+            raise ValidationFailed(FieldError("body", "must be an object"))
+        problems = ProblemCollector()
+        for key in body:
+            if key not in ("status", "metadata"):
+                problems.add(key, "unknown field; PUT takes status and metadata")
+        events: list[Event] = []
+        if "metadata" in body:
+            if not isinstance(body["metadata"], dict):
+                problems.add("metadata", "must be an object")
+            else:
+                events.append(MetadataMerged(body["metadata"]))
+        if body.get("status") is not None:
+            status = body["status"]
+            transitions: dict[str, Event] = {
+                "PAUSED": Paused(), "RUNNING": Resumed(), "CANCELLED": Cancelled("cancelled by request"),
+            }
+            if status not in {s.value for s in ExecutionStatus}:
+                problems.add("status", f"unknown status {status!r}")
+            elif status not in transitions:
+                problems.add(
+                    "status", f"cannot set status {status}; use PAUSED, RUNNING or CANCELLED"
+                )
+            else:
+                events.append(transitions[status])
+        problems.raise_if_any()
+        self.apply(organization_id, workflow_id, execution_id, events)
+        return self.get(organization_id, workflow_id, execution_id)
+
+    def apply(
+        self,
+        organization_id: str,
+        workflow_id: str | None,
+        execution_id: str,
+        events: Sequence[Event],
+    ) -> None:
+        """Apply events atomically: all of them or, on an illegal one, none."""
+        now = self.clock.now()
+        with self.store.db.begin() as conn:
+            record = self._find(conn, organization_id, workflow_id, execution_id, lock=True)
+            for event in events:
+                decision = self.engine.apply(conn, record, event, now)
+                record = _with_state(record, decision.state)
+        self.engine.wakeup.set()
+
+    def cancel(self, organization_id: str, workflow_id: str, execution_id: str) -> ExecutionView:
+        self.apply(organization_id, workflow_id, execution_id, [Cancelled("cancelled by request")])
+        return self.get(organization_id, workflow_id, execution_id)
+
+    def cancel_matching(
+        self,
+        organization_id: str,
+        *,
+        workflow_id: str | None = None,
+        phone: str | None = None,
+        customer_lead_id: str | None = None,
+        reason: str = "cancelled by request",
+    ) -> int:
+        flt = ExecutionFilter(
+            organization_id=organization_id, workflow_id=workflow_id, phone=phone,
+            customer_lead_id=customer_lead_id,
+        )
+        now = self.clock.now()
+        count = 0
+        with self.store.db.begin() as conn:
+            for execution_id in self.store.executions.active_ids(conn, flt):
+                record = self.store.executions.get_execution(
+                    conn, organization_id, execution_id, lock=True
+                )
+                if record is None or record.engine.is_finished:
+                    continue
+                self.engine.apply(conn, record, Cancelled(reason), now)
+                count += 1
+        return count
+
+    def delete(self, organization_id: str, workflow_id: str, execution_id: str) -> None:
+        with self.store.db.begin() as conn:
+            record = self._find(conn, organization_id, workflow_id, execution_id, lock=True)
+            self.store.executions.delete_execution(conn, record.id)
+
+    def _find(
+        self,
+        conn: Any,
+        organization_id: str,
+        workflow_id: str | None,
+        execution_id: str,
+        *,
+        lock: bool = False,
+    ) -> ExecutionRecord:
+        record = self.store.executions.get_execution(
+            conn, organization_id, execution_id, workflow_id=workflow_id, lock=lock
+        )
+        if record is None:
+            raise NotFound(f"execution {execution_id} not found", field="executionId")
+        return record
+
+
+def _with_state(record: ExecutionRecord, state: Any) -> ExecutionRecord:
+    from dataclasses import replace
+
+    return replace(record, engine=state, status=state.status.value)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _parse_instant(raw: object, field: str, problems: ProblemCollector) -> datetime | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        problems.add(field, "must be an ISO 8601 date-time string")
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        problems.add(field, f"not an ISO 8601 date-time: {raw!r}")
+        return None
+    if value.tzinfo is None:
+        problems.add(field, "needs a time zone offset (for example 2026-03-12T10:00:00Z)")
+        return None
+    return value
+
+
+def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
+    problems = ProblemCollector()
+    if not isinstance(body, dict):
+        raise ValidationFailed(FieldError(prefix.rstrip(".") or "body", "must be an object"))
+    for key in body:
+        if key not in LEAD_FIELDS:
+            problems.add(f"{prefix}{key}", "unknown field")
+    out: dict[str, Any] = {}
+    lead_id = body.get("customerLeadId")
+    if not isinstance(lead_id, str) or not lead_id.strip():
+        problems.add(f"{prefix}customerLeadId", "is required: a non-empty string")
+    out["customerLeadId"] = lead_id if isinstance(lead_id, str) else None
+    for key in ("primaryPhone", "forwardingPhoneNumber"):
+        raw = body.get(key)
+        if raw is None and key == "forwardingPhoneNumber":
+            out[key] = None
+            continue
+        try:
+            out[key] = to_e164(raw, f"{prefix}{key}")
+        except ValidationFailed as exc:
+            problems.problems.extend(exc.problems)
+            out[key] = None
+    zipcode = body.get("zipcode")
+    if zipcode is not None and (not isinstance(zipcode, str) or not _is_zip(zipcode)):
+        problems.add(f"{prefix}zipcode", "must be a 5-digit US ZIP code (or ZIP+4)")
+    out["zipcode"] = zipcode[:5] if isinstance(zipcode, str) and _is_zip(zipcode) else None
+    state = body.get("state")
+    if state is not None and (not isinstance(state, str) or not _is_state(state)):
+        problems.add(f"{prefix}state", "must be a two-letter US state code")
+    out["state"] = state.upper() if isinstance(state, str) and _is_state(state) else None
+    for key in ("variables", "metadata"):
+        value = body.get(key, {})
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            problems.add(f"{prefix}{key}", "must be an object")
+            value = {}
+        out[key] = value
+    out["priorityDate"] = _parse_instant(body.get("priorityDate"), f"{prefix}priorityDate", problems)
+    out["startAt"] = _parse_instant(body.get("startAt"), f"{prefix}startAt", problems)
+    attempt = body.get("attempt")
+    if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)):
+        problems.add(f"{prefix}attempt", "must be an integer")
+    problems.raise_if_any()
+    return out
+
+
+def _is_zip(value: str) -> bool:
+    digits = value.replace("-", "")
+    return value[:5].isdigit() and len(value) in (5, 10) and digits.isdigit()
+
+
+US_STATES = frozenset(
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ "
+    "NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR VI GU AS MP".split()
+)
+
+
+def _is_state(value: str) -> bool:
+    return value.upper() in US_STATES

@@ -1,0 +1,170 @@
+"""Workflows as an application service: validate, version, store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from reachflow.domain.definition import normalize_linear
+from reachflow.domain.enums import Channel
+from reachflow.domain.errors import NotFound, ProblemCollector, ValidationFailed
+from reachflow.domain.schedule import parse_timezone, parse_week_schedule
+from reachflow.runtime.clock import Clock
+from reachflow.runtime.executions import ExecutionService
+from reachflow.store.records import WorkflowRecord
+from reachflow.store.store import Store
+
+WORKFLOW_FIELDS = frozenset(
+    {"name", "description", "active", "timezone", "workflowSchedule", "tcpaSchedule",
+     "definition", "startHour", "endHour"}
+)
+#: Fields whose change makes a new version (running executions keep theirs).
+VERSIONED_FIELDS = frozenset({"timezone", "workflowSchedule", "tcpaSchedule", "definition"})
+
+
+def _new_ids() -> Iterator[str]:
+    while True:
+        yield str(uuid.uuid4())
+
+
+class WorkflowService:
+    def __init__(self, store: Store, clock: Clock, executions: ExecutionService) -> None:
+        self.store = store
+        self.clock = clock
+        self.executions = executions
+
+    def create(self, organization_id: str, body: dict[str, Any]) -> WorkflowRecord:
+        with self.store.db.begin() as conn:
+            channels = self._channels(conn, organization_id)
+            values = validate_workflow(body, channels, partial=False)
+            workflow_id = str(uuid.uuid4())
+            self.store.workflows.insert_workflow(
+                conn, workflow_id=workflow_id, organization_id=organization_id,
+                name=values["name"], description=values.get("description"),
+                active=values.get("active", True),
+                status="active" if values.get("active", True) else "draft",
+                version=_version_of(values), now=self.clock.now(),
+            )
+            record = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
+        assert record is not None
+        return record
+
+    def get(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
+        with self.store.db.begin() as conn:
+            record = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
+        if record is None:
+            raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
+        return record
+
+    def list(
+        self, organization_id: str, *, limit: int, offset: int, active: bool | None = None
+    ) -> tuple[list[WorkflowRecord], int]:
+        with self.store.db.begin() as conn:
+            return self.store.workflows.list_workflows(
+                conn, organization_id, limit=limit, offset=offset, active=active
+            )
+
+    def update(self, organization_id: str, workflow_id: str, body: dict[str, Any]) -> WorkflowRecord:
+        now = self.clock.now()
+        with self.store.db.begin() as conn:
+            current = self.store.workflows.get_workflow(conn, organization_id, workflow_id, lock=True)
+            if current is None:
+                raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
+            channels = self._channels(conn, organization_id)
+            values = validate_workflow(body, channels, partial=True)
+            changes: dict[str, Any] = {"updated_at": now}
+            for key in ("name", "description", "active"):
+                if key in values:
+                    changes[key] = values[key]
+            if "active" in values:
+                changes["status"] = "active" if values["active"] else "paused"
+            if VERSIONED_FIELDS & values.keys():
+                merged = {
+                    "timezone": current.timezone,
+                    "workflowSchedule": current.workflow_schedule,
+                    "tcpaSchedule": current.tcpa_schedule,
+                    "definition": current.definition,
+                    **{k: v for k, v in values.items() if k in VERSIONED_FIELDS},
+                }
+                number = current.version + 1
+                self.store.workflows.insert_version(
+                    conn, organization_id, workflow_id, number, _version_of(merged), now
+                )
+                changes["version"] = number
+            self.store.workflows.update_workflow(conn, organization_id, workflow_id, changes)
+            record = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
+        assert record is not None
+        return record
+
+    def delete(self, organization_id: str, workflow_id: str) -> None:
+        """Cancel the workflow's active executions, then hide it; history is kept."""
+        self.get(organization_id, workflow_id)
+        self.executions.cancel_matching(
+            organization_id, workflow_id=workflow_id, reason="workflow deleted"
+        )
+        now = self.clock.now()
+        with self.store.db.begin() as conn:
+            self.store.workflows.update_workflow(
+                conn, organization_id, workflow_id,
+                {"deleted_at": now, "updated_at": now, "active": False, "status": "cancelled"},
+            )
+
+    def _channels(self, conn: Any, organization_id: str) -> dict[str, Channel]:
+        raw = self.store.accounts.agent_channels(conn, organization_id)
+        return {k: Channel(v) for k, v in raw.items()}
+
+
+def _version_of(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "timezone": values.get("timezone") or "America/New_York",
+        "workflow_schedule": values.get("workflowSchedule"),
+        "tcpa_schedule": values.get("tcpaSchedule"),
+        "definition": values["definition"],
+    }
+
+
+def validate_workflow(
+    body: dict[str, Any], channels: dict[str, Channel], *, partial: bool
+) -> dict[str, Any]:
+    """Check a create or PATCH body; return the normalised values that were given."""
+    problems = ProblemCollector()
+    for key in body:
+        if key not in WORKFLOW_FIELDS:
+            problems.add(key, "unknown field")
+    out: dict[str, Any] = {}
+    if "name" in body or not partial:
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.add("name", "is required: a non-empty string")
+        else:
+            out["name"] = name.strip()
+    if "description" in body:
+        description = body["description"]
+        if description is not None and not isinstance(description, str):
+            problems.add("description", "must be a string")
+        out["description"] = description
+    if "active" in body:
+        if not isinstance(body["active"], bool):
+            problems.add("active", "must be a boolean")
+        out["active"] = body["active"]
+    if "timezone" in body or not partial:
+        out["timezone"] = parse_timezone(body.get("timezone", "America/New_York"), "timezone", problems)
+    for key in ("workflowSchedule", "tcpaSchedule"):
+        if key in body and body[key] is not None:
+            schedule = parse_week_schedule(body[key], key, problems)
+            out[key] = schedule.to_json()
+            if schedule.is_never_open:
+                problems.add(key, "no enabled day: the workflow could never run")
+        elif key in body:
+            out[key] = None
+    for key in ("startHour", "endHour"):
+        if key in body:
+            problems.add(key, "legacy field: use workflowSchedule with timeRanges")
+    if "definition" in body or not partial:
+        try:
+            out["definition"] = normalize_linear(body.get("definition"), channels, _new_ids())
+        except ValidationFailed as exc:
+            problems.problems.extend(exc.problems)
+    problems.raise_if_any()
+    return out

@@ -1,0 +1,28 @@
+"""Settings from ``REACHFLOW_*`` environment variables (documented in docs/configuration.md)."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REACHFLOW_", extra="ignore")
+
+    database_url: str = "sqlite:///./reachflow.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Run the embedded worker inside ``reachflow serve``.
+    embedded_worker: bool = True
+    worker_poll_seconds: float = 1.0
+    worker_batch_size: int = 200
+    lease_seconds: int = 60
+    #: A dispatched step with no agent report after this long fails as COULD_NOT_CONNECT.
+    report_timeout_seconds: int = 7200
+    #: No step starts this close to the end of an open window.
+    closing_margin_seconds: int = 0
+    #: How far ahead to look for an open window before an execution fails.
+    window_horizon_days: int = 14
+    bulk_limit: int = 1000
+    bulk_insert_batch: int = 500
+    default_organization: str = "default"
+    log_level: str = "INFO"
