@@ -64,7 +64,10 @@ def bootstrap(
         ),
     )
     executions = ExecutionService(
-        store, engine, clock, bulk_limit=settings.bulk_limit,
+        store,
+        engine,
+        clock,
+        bulk_limit=settings.bulk_limit,
         insert_batch=settings.bulk_insert_batch,
     )
     return Services(

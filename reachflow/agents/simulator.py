@@ -94,7 +94,7 @@ def simulate(request: DispatchRequest) -> DispatchReceipt:
         call_duration=seconds,
         call_ended_reason=disposition,
         recording_url=f"simulator://recordings/{call_id}" if answered else None,
-        summary=f"Simulated {request.channel.value.lower()} to {request.phone}: {disposition.value}",
+        summary=f"Simulated {request.channel.value.lower()}: {disposition.value}",
     )
     return DispatchReceipt(
         provider_call_id=call_id,

@@ -60,9 +60,14 @@ class AgentService:
         values = validate_agent(body, partial=False)
         now = self.clock.now()
         record = AgentRecord(
-            id=str(uuid.uuid4()), organization_id=organization_id, name=values["name"],
-            channel=values["channel"], provider=values.get("provider", "simulator"),
-            config=values.get("config", {}), created_at=now, updated_at=now,
+            id=str(uuid.uuid4()),
+            organization_id=organization_id,
+            name=values["name"],
+            channel=values["channel"],
+            provider=values.get("provider", "simulator"),
+            config=values.get("config", {}),
+            created_at=now,
+            updated_at=now,
         )
         with self.store.db.begin() as conn:
             self.store.accounts.insert_agent(conn, record)
@@ -85,14 +90,18 @@ class AgentService:
             record = self.store.accounts.get_agent(conn, organization_id, agent_id)
             if record is None:
                 raise NotFound(f"agent {agent_id} not found", field="agentId")
-            if "channel" in values and values["channel"] != record.channel:
-                if self.store.workflows.agent_in_use(conn, organization_id, agent_id):
-                    raise Conflict(
-                        "agent is used by a workflow; its channel cannot change", field="channel"
-                    )
+            changes_channel = "channel" in values and values["channel"] != record.channel
+            if changes_channel and self.store.workflows.agent_in_use(
+                conn, organization_id, agent_id
+            ):
+                raise Conflict(
+                    "agent is used by a workflow; its channel cannot change", field="channel"
+                )
             merged = replace(record, **values, updated_at=self.clock.now())
             self.store.accounts.update_agent(
-                conn, organization_id, agent_id,
+                conn,
+                organization_id,
+                agent_id,
                 {k: getattr(merged, k) for k in (*AGENT_FIELDS, "updated_at")},
             )
         return merged
@@ -170,5 +179,7 @@ def _check_simulator_config(config: dict[str, Any], problems: ProblemCollector) 
                     problems.add(f"config.distribution.{d}", "weight must be a number >= 0")
     for key in ("callDurationSecs", "ringDurationSecs", "textDurationSecs"):
         value = config.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
             problems.add(f"config.{key}", "must be an integer >= 0")

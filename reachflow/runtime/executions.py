@@ -19,11 +19,10 @@ from reachflow.domain.decider import (
 from reachflow.domain.enums import ExecutionStatus
 from reachflow.domain.errors import (
     FieldError,
-    IllegalTransition,
     NotFound,
     ProblemCollector,
-    Refused,
     ReachflowError,
+    Refused,
     ValidationFailed,
 )
 from reachflow.runtime.clock import Clock
@@ -34,8 +33,18 @@ from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord, Wo
 from reachflow.store.store import Store
 
 LEAD_FIELDS = frozenset(
-    {"customerLeadId", "primaryPhone", "zipcode", "state", "forwardingPhoneNumber", "variables",
-     "metadata", "priorityDate", "startAt", "attempt"}
+    {
+        "customerLeadId",
+        "primaryPhone",
+        "zipcode",
+        "state",
+        "forwardingPhoneNumber",
+        "variables",
+        "metadata",
+        "priorityDate",
+        "startAt",
+        "attempt",
+    }
 )
 
 
@@ -75,14 +84,14 @@ class ExecutionService:
         self.engine.wakeup.set()
         return self.get(organization_id, workflow_id, row.id)
 
-    def create_bulk(
-        self, organization_id: str, workflow_id: str, leads: object
-    ) -> list[BulkRow]:
+    def create_bulk(self, organization_id: str, workflow_id: str, leads: object) -> list[BulkRow]:
         if not isinstance(leads, list) or not leads:
             raise ValidationFailed(FieldError("leads", "must be a non-empty list of leads"))
         if len(leads) > self.bulk_limit:
             raise ValidationFailed(
-                FieldError("leads", f"at most {self.bulk_limit} leads per request, got {len(leads)}")
+                FieldError(
+                    "leads", f"at most {self.bulk_limit} leads per request, got {len(leads)}"
+                )
             )
         now = self.clock.now()
         results: list[BulkRow] = []
@@ -105,7 +114,9 @@ class ExecutionService:
         self.engine.wakeup.set()
         return results
 
-    def _runnable_workflow(self, conn: Any, organization_id: str, workflow_id: str) -> WorkflowRecord:
+    def _runnable_workflow(
+        self, conn: Any, organization_id: str, workflow_id: str
+    ) -> WorkflowRecord:
         workflow = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
         if workflow is None:
             raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
@@ -127,16 +138,27 @@ class ExecutionService:
         lead = validate_lead(body, prefix)
         execution_id = str(uuid.uuid4())
         state = new_execution(
-            execution_id, now=now, start_at=lead["startAt"], variables=lead["variables"],
+            execution_id,
+            now=now,
+            start_at=lead["startAt"],
+            variables=lead["variables"],
             metadata=lead["metadata"],
         )
         return NewExecution(
-            id=execution_id, organization_id=organization_id, workflow_id=workflow.id,
-            version_id=workflow.version_id, customer_lead_id=lead["customerLeadId"],
-            primary_phone=lead["primaryPhone"], zipcode=lead["zipcode"], state=lead["state"],
+            id=execution_id,
+            organization_id=organization_id,
+            workflow_id=workflow.id,
+            version_id=workflow.version_id,
+            customer_lead_id=lead["customerLeadId"],
+            primary_phone=lead["primaryPhone"],
+            zipcode=lead["zipcode"],
+            state=lead["state"],
             forwarding_phone_number=lead["forwardingPhoneNumber"],
-            variables=lead["variables"], metadata=lead["metadata"],
-            priority_date=lead["priorityDate"], start_at=lead["startAt"], engine=state,
+            variables=lead["variables"],
+            metadata=lead["metadata"],
+            priority_date=lead["priorityDate"],
+            start_at=lead["startAt"],
+            engine=state,
         )
 
     # -- read -------------------------------------------------------------------------------
@@ -173,14 +195,17 @@ class ExecutionService:
             )
             views = [
                 ExecutionView(
-                    r, steps[r.id],
+                    r,
+                    steps[r.id],
                     self.engine.version(conn, r.version_id)[0].definition if enriched else {},
                 )
                 for r in records
             ]
         return views, (records[-1].id if more and records else None)
 
-    def events(self, organization_id: str, workflow_id: str, execution_id: str) -> list[EventRecord]:
+    def events(
+        self, organization_id: str, workflow_id: str, execution_id: str
+    ) -> list[EventRecord]:
         with self.store.db.begin() as conn:
             record = self._find(conn, organization_id, workflow_id, execution_id)
             return self.store.executions.events_of(conn, record.id)
@@ -206,7 +231,9 @@ class ExecutionService:
         if body.get("status") is not None:
             status = body["status"]
             transitions: dict[str, Event] = {
-                "PAUSED": Paused(), "RUNNING": Resumed(), "CANCELLED": Cancelled("cancelled by request"),
+                "PAUSED": Paused(),
+                "RUNNING": Resumed(),
+                "CANCELLED": Cancelled("cancelled by request"),
             }
             if status not in {s.value for s in ExecutionStatus}:
                 problems.add("status", f"unknown status {status!r}")
@@ -250,7 +277,9 @@ class ExecutionService:
         reason: str = "cancelled by request",
     ) -> int:
         flt = ExecutionFilter(
-            organization_id=organization_id, workflow_id=workflow_id, phone=phone,
+            organization_id=organization_id,
+            workflow_id=workflow_id,
+            phone=phone,
             customer_lead_id=customer_lead_id,
         )
         now = self.clock.now()
@@ -353,7 +382,9 @@ def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
             problems.add(f"{prefix}{key}", "must be an object")
             value = {}
         out[key] = value
-    out["priorityDate"] = _parse_instant(body.get("priorityDate"), f"{prefix}priorityDate", problems)
+    out["priorityDate"] = _parse_instant(
+        body.get("priorityDate"), f"{prefix}priorityDate", problems
+    )
     out["startAt"] = _parse_instant(body.get("startAt"), f"{prefix}startAt", problems)
     attempt = body.get("attempt")
     if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)):
@@ -368,8 +399,64 @@ def _is_zip(value: str) -> bool:
 
 
 US_STATES = frozenset(
-    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ "
-    "NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR VI GU AS MP".split()
+    [
+        "AL",
+        "AK",
+        "AZ",
+        "AR",
+        "CA",
+        "CO",
+        "CT",
+        "DE",
+        "DC",
+        "FL",
+        "GA",
+        "HI",
+        "ID",
+        "IL",
+        "IN",
+        "IA",
+        "KS",
+        "KY",
+        "LA",
+        "ME",
+        "MD",
+        "MA",
+        "MI",
+        "MN",
+        "MS",
+        "MO",
+        "MT",
+        "NE",
+        "NV",
+        "NH",
+        "NJ",
+        "NM",
+        "NY",
+        "NC",
+        "ND",
+        "OH",
+        "OK",
+        "OR",
+        "PA",
+        "RI",
+        "SC",
+        "SD",
+        "TN",
+        "TX",
+        "UT",
+        "VT",
+        "VA",
+        "WA",
+        "WV",
+        "WI",
+        "WY",
+        "PR",
+        "VI",
+        "GU",
+        "AS",
+        "MP",
+    ]
 )
 
 

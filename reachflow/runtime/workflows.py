@@ -16,8 +16,17 @@ from reachflow.store.records import WorkflowRecord
 from reachflow.store.store import Store
 
 WORKFLOW_FIELDS = frozenset(
-    {"name", "description", "active", "timezone", "workflowSchedule", "tcpaSchedule",
-     "definition", "startHour", "endHour"}
+    {
+        "name",
+        "description",
+        "active",
+        "timezone",
+        "workflowSchedule",
+        "tcpaSchedule",
+        "definition",
+        "startHour",
+        "endHour",
+    }
 )
 #: Fields whose change makes a new version (running executions keep theirs).
 VERSIONED_FIELDS = frozenset({"timezone", "workflowSchedule", "tcpaSchedule", "definition"})
@@ -40,11 +49,15 @@ class WorkflowService:
             values = validate_workflow(body, channels, partial=False)
             workflow_id = str(uuid.uuid4())
             self.store.workflows.insert_workflow(
-                conn, workflow_id=workflow_id, organization_id=organization_id,
-                name=values["name"], description=values.get("description"),
+                conn,
+                workflow_id=workflow_id,
+                organization_id=organization_id,
+                name=values["name"],
+                description=values.get("description"),
                 active=values.get("active", True),
                 status="active" if values.get("active", True) else "draft",
-                version=_version_of(values), now=self.clock.now(),
+                version=_version_of(values),
+                now=self.clock.now(),
             )
             record = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
         assert record is not None
@@ -65,10 +78,14 @@ class WorkflowService:
                 conn, organization_id, limit=limit, offset=offset, active=active
             )
 
-    def update(self, organization_id: str, workflow_id: str, body: dict[str, Any]) -> WorkflowRecord:
+    def update(
+        self, organization_id: str, workflow_id: str, body: dict[str, Any]
+    ) -> WorkflowRecord:
         now = self.clock.now()
         with self.store.db.begin() as conn:
-            current = self.store.workflows.get_workflow(conn, organization_id, workflow_id, lock=True)
+            current = self.store.workflows.get_workflow(
+                conn, organization_id, workflow_id, lock=True
+            )
             if current is None:
                 raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
             channels = self._channels(conn, organization_id)
@@ -106,7 +123,9 @@ class WorkflowService:
         now = self.clock.now()
         with self.store.db.begin() as conn:
             self.store.workflows.update_workflow(
-                conn, organization_id, workflow_id,
+                conn,
+                organization_id,
+                workflow_id,
                 {"deleted_at": now, "updated_at": now, "active": False, "status": "cancelled"},
             )
 
@@ -149,7 +168,9 @@ def validate_workflow(
             problems.add("active", "must be a boolean")
         out["active"] = body["active"]
     if "timezone" in body or not partial:
-        out["timezone"] = parse_timezone(body.get("timezone", "America/New_York"), "timezone", problems)
+        out["timezone"] = parse_timezone(
+            body.get("timezone", "America/New_York"), "timezone", problems
+        )
     for key in ("workflowSchedule", "tcpaSchedule"):
         if key in body and body[key] is not None:
             schedule = parse_week_schedule(body[key], key, problems)

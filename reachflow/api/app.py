@@ -1,0 +1,32 @@
+"""``create_app(services)``: the FastAPI application over one set of services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from reachflow import __version__
+from reachflow.api.errors import install_error_handlers
+from reachflow.api.routes import agents, executions, ops, workflows
+from reachflow.bootstrap import Services
+
+
+def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_worker:
+            services.worker.start()
+        try:
+            yield
+        finally:
+            if run_worker:
+                services.worker.stop()
+
+    app = FastAPI(title="reachflow", version=__version__, lifespan=lifespan)
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (agents, workflows, executions, ops):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,85 @@
+"""The one place that maps errors to HTTP: Feather's body ``{status, message, code, success}``
+plus ``field`` (the offending field path) and ``errors`` (every problem found)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reachflow.domain.errors import (
+    Conflict,
+    NotFound,
+    ReachflowError,
+    Refused,
+    Unauthorized,
+    ValidationFailed,
+)
+
+STATUS_BY_ERROR: list[tuple[type[ReachflowError], int]] = [
+    (ValidationFailed, 400),
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Refused, 422),
+]
+
+
+def status_of(exc: ReachflowError) -> int:
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def error_body(
+    status: int,
+    message: str,
+    code: str,
+    field: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "message": message,
+        "code": code,
+        "success": False,
+        "field": field,
+        "errors": errors or ([{"field": field, "message": message}] if field else []),
+    }
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ReachflowError)
+    async def _domain(_request: Request, exc: ReachflowError) -> JSONResponse:
+        status = status_of(exc)
+        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(
+            error_body(status, exc.message, exc.code, exc.field, errors), status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for item in exc.errors():
+            loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path")]
+            field = ".".join(loc) or "body"
+            message = (
+                "malformed JSON" if item.get("type") == "json_invalid" else item.get("msg", "")
+            )
+            errors.append({"field": field, "message": message})
+        first = errors[0] if errors else {"field": "body", "message": "bad request"}
+        code = "INVALID_JSON" if first["message"] == "malformed JSON" else "VALIDATION_ERROR"
+        return JSONResponse(
+            error_body(400, f"{first['field']}: {first['message']}", code, first["field"], errors),
+            400,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        return JSONResponse(error_body(exc.status_code, str(exc.detail), code), exc.status_code)

@@ -1,0 +1,146 @@
+"""Feather's wire shapes (seeds 000-002): camelCase, UPPER_SNAKE enums, bare objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from reachflow.runtime.executions import BulkRow, ExecutionView
+from reachflow.store.records import AgentRecord, EventRecord, StepRecord, WorkflowRecord
+
+ACTIVE = ("CREATED", "RUNNING", "PAUSED")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def agent_json(a: AgentRecord) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "organizationId": a.organization_id,
+        "name": a.name,
+        "channel": a.channel,
+        "provider": a.provider,
+        "config": a.config,
+        "createdAt": iso(a.created_at),
+        "updatedAt": iso(a.updated_at),
+    }
+
+
+def workflow_json(w: WorkflowRecord) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "organizationId": w.organization_id,
+        "name": w.name,
+        "description": w.description,
+        "active": w.active,
+        "timezone": w.timezone,
+        "workflowSchedule": w.workflow_schedule,
+        "tcpaSchedule": w.tcpa_schedule,
+        "definition": w.definition,
+        "version": w.version,
+        "createdAt": iso(w.created_at),
+        "updatedAt": iso(w.updated_at),
+    }
+
+
+def step_json(s: StepRecord) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "workflowExecutionId": s.execution_id,
+        "status": s.status,
+        "type": s.type,
+        "order": s.order,
+        "delayInSecs": s.delay_in_secs,
+        "needsTCPACompliance": s.needs_tcpa,
+        "finishOn": s.finish_on,
+        "startedAt": iso(s.started_at),
+        "completedAt": iso(s.completed_at),
+        "leaveVoicemail": s.leave_voicemail,
+        "disposition": s.disposition,
+        "agentId": s.agent_id,
+        "agentCall": s.agent_call,
+        "nodeId": s.node_id,
+        "scheduledAt": iso(s.scheduled_at),
+        "nextAllowedAt": iso(s.next_allowed_at),
+    }
+
+
+def execution_json(view: ExecutionView) -> dict[str, Any]:
+    """Exactly seed 000's response shape."""
+    r = view.record
+    return {
+        "id": r.id,
+        "workflowId": r.workflow_id,
+        "status": r.status,
+        "temporalWorkflowId": r.temporal_workflow_id,
+        "startedAt": iso(r.started_at or r.start_at or r.created_at),
+        "completedAt": iso(r.completed_at),
+        "customerLeadId": r.customer_lead_id,
+        "metadata": r.metadata,
+        "disposition": r.disposition,
+        "definition": view.definition,
+        "stepExecutions": [step_json(s) for s in view.steps if s.kind == "ACTION"],
+        "createdAt": iso(r.created_at),
+    }
+
+
+def step_index(view: ExecutionView) -> int | None:
+    steps = view.definition.get("steps") if view.definition else None
+    node = view.record.node_id
+    if not steps or node is None:
+        return None
+    step_id = node.split("#", 1)[0]
+    for i, step in enumerate(steps):
+        if step.get("id") == step_id:
+            return i
+    return None
+
+
+def execution_detail_json(view: ExecutionView) -> dict[str, Any]:
+    """Seed 000's shape plus the list fields, the contact and the engine's reason."""
+    r = view.record
+    return {
+        **execution_json(view),
+        "primaryPhone": r.primary_phone,
+        "zipcode": r.zipcode,
+        "state": r.state,
+        "forwardingPhoneNumber": r.forwarding_phone_number,
+        "variables": r.variables,
+        "stepIndex": step_index(view),
+        "nextRunAt": iso(r.due_at) if r.status in ACTIVE else None,
+        "priorityDate": iso(r.priority_date),
+        "startAt": iso(r.start_at),
+        "reason": r.engine.reason,
+    }
+
+
+def execution_list_item(view: ExecutionView, *, enriched: bool) -> dict[str, Any]:
+    item = execution_detail_json(view)
+    if not enriched:
+        for heavy in ("metadata", "definition", "variables", "stepExecutions"):
+            item.pop(heavy, None)
+    return item
+
+
+def event_json(e: EventRecord) -> dict[str, Any]:
+    return {"id": e.id, "type": e.kind, "at": iso(e.at), "data": e.data}
+
+
+def bulk_json(rows: list[BulkRow]) -> dict[str, Any]:
+    ok = sum(1 for r in rows if r.success)
+    return {
+        "total": len(rows),
+        "successful": ok,
+        "failed": len(rows) - ok,
+        "results": [
+            {
+                "success": r.success,
+                "executionId": r.execution_id,
+                "customerLeadId": r.customer_lead_id,
+                "error": r.error,
+            }
+            for r in rows
+        ],
+    }

@@ -1,0 +1,140 @@
+"""Feather executions: create, bulk, list, get, update, cancel, delete, events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from reachflow.api.deps import BodyDep, OrgDep, ServicesDep
+from reachflow.api.feather_json import (
+    bulk_json,
+    event_json,
+    execution_detail_json,
+    execution_json,
+    execution_list_item,
+)
+from reachflow.domain.enums import ExecutionStatus
+from reachflow.domain.errors import FieldError, ValidationFailed
+from reachflow.runtime.phones import to_e164
+from reachflow.store.executions import ExecutionFilter
+
+router = APIRouter(prefix="/api/v1", tags=["executions"])
+
+
+@router.post("/workflow/{workflow_id}/execution", status_code=201)
+def create_execution(
+    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+) -> dict[str, Any]:
+    return execution_json(services.executions.create(org, workflow_id, body))
+
+
+@router.post("/workflow/{workflow_id}/execution/bulk", status_code=201)
+def bulk_create(
+    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+) -> dict[str, Any]:
+    extra = [k for k in body if k != "leads"]
+    if extra:
+        raise ValidationFailed(FieldError(extra[0], "unknown field; the body is {leads: [...]}"))
+    return bulk_json(services.executions.create_bulk(org, workflow_id, body.get("leads")))
+
+
+@router.get("/workflow/{workflow_id}/executions")
+def list_executions(
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: str,
+    status: ExecutionStatus | None = None,
+    customer_lead_id: Annotated[str | None, Query(alias="customerLeadId")] = None,
+    phone: Annotated[str | None, Query(alias="phoneNumber")] = None,
+    primary_phone: Annotated[str | None, Query(alias="primaryPhone")] = None,
+    enriched: bool = False,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> dict[str, Any]:
+    services.workflows.get(org, workflow_id)
+    raw_phone = phone or primary_phone
+    flt = ExecutionFilter(
+        organization_id=org,
+        workflow_id=workflow_id,
+        status=status.value if status else None,
+        customer_lead_id=customer_lead_id,
+        phone=to_e164(raw_phone, "phoneNumber") if raw_phone else None,
+    )
+    views, next_cursor = services.executions.list(
+        flt, limit=limit, cursor=cursor, enriched=enriched
+    )
+    return {
+        "executions": [execution_list_item(v, enriched=enriched) for v in views],
+        "pagination": {"limit": limit, "nextCursor": next_cursor},
+    }
+
+
+@router.get("/workflow/{workflow_id}/execution/{execution_id}")
+def get_execution(
+    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str
+) -> dict[str, Any]:
+    return execution_detail_json(services.executions.get(org, workflow_id, execution_id))
+
+
+@router.put("/workflow/{workflow_id}/execution/{execution_id}")
+def update_execution(
+    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str, body: BodyDep
+) -> dict[str, Any]:
+    return execution_json(services.executions.update(org, workflow_id, execution_id, body))
+
+
+@router.delete("/workflow/{workflow_id}/execution/{execution_id}")
+def delete_execution(
+    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str
+) -> dict[str, Any]:
+    services.executions.delete(org, workflow_id, execution_id)
+    return {"message": "Execution deleted"}
+
+
+@router.get("/workflow/{workflow_id}/execution/{execution_id}/events")
+def execution_events(
+    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str
+) -> dict[str, Any]:
+    events = services.executions.events(org, workflow_id, execution_id)
+    return {"events": [event_json(e) for e in events]}
+
+
+@router.post("/workflow/{workflow_id}/executions/{execution_id}/cancel")
+def cancel_execution(
+    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str
+) -> dict[str, Any]:
+    return execution_json(services.executions.cancel(org, workflow_id, execution_id))
+
+
+def _cancel_target(body: dict[str, Any]) -> dict[str, str]:
+    extra = [k for k in body if k not in ("phoneNumber", "customerLeadId")]
+    if extra:
+        raise ValidationFailed(FieldError(extra[0], "unknown field"))
+    phone, lead = body.get("phoneNumber"), body.get("customerLeadId")
+    if phone is None and lead is None:
+        raise ValidationFailed(FieldError("phoneNumber", "give phoneNumber or customerLeadId"))
+    out: dict[str, str] = {}
+    if phone is not None:
+        out["phone"] = to_e164(phone, "phoneNumber")
+    if lead is not None:
+        if not isinstance(lead, str) or not lead:
+            raise ValidationFailed(FieldError("customerLeadId", "must be a non-empty string"))
+        out["customer_lead_id"] = lead
+    return out
+
+
+@router.post("/workflow/{workflow_id}/executions/cancel")
+def cancel_in_workflow(
+    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+) -> dict[str, Any]:
+    services.workflows.get(org, workflow_id)
+    count = services.executions.cancel_matching(
+        org, workflow_id=workflow_id, **_cancel_target(body)
+    )
+    return {"cancelledCount": count}
+
+
+@router.post("/executions/cancel")
+def cancel_everywhere(services: ServicesDep, org: OrgDep, body: BodyDep) -> dict[str, Any]:
+    return {"cancelledCount": services.executions.cancel_matching(org, **_cancel_target(body))}
