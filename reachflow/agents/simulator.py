@@ -68,15 +68,15 @@ def choose_disposition(config: dict[str, Any], request: DispatchRequest) -> Disp
 
 def simulate(request: DispatchRequest) -> DispatchReceipt:
     config = request.agent_config
-    disposition = choose_disposition(config, request)
+    disposition = original = choose_disposition(config, request)
     if request.leave_voicemail and request.channel is Channel.CALL and disposition in UNANSWERED:
         disposition = Disposition.LEFT_VOICEMAIL
     if request.channel is Channel.TEXT:
         seconds = int(config.get("textDurationSecs", 5))
         status = "delivered"
-    elif disposition in _NOT_CONNECTED:
+    elif original in _NOT_CONNECTED:
         seconds = int(config.get("ringDurationSecs", 30))
-        status = "no-answer" if disposition in UNANSWERED else "failed"
+        status = "no-answer" if original in UNANSWERED else "failed"
     else:
         seconds = int(config.get("callDurationSecs", 60))
         status = "completed"

@@ -155,12 +155,12 @@ def _normalize_step(
         problems.add(f"{path}.finishOn", "must be a list of dispositions")
         finish_on = []
     for j, value in enumerate(finish_on):
-        if value not in Disposition.__members__:
+        if not isinstance(value, str) or value not in Disposition.__members__:
             problems.add(
                 f"{path}.finishOn[{j}]",
                 f"unknown disposition {value!r}; expected one of {', '.join(Disposition)}",
             )
-    out["finishOn"] = [v for v in finish_on if v in Disposition.__members__]
+    out["finishOn"] = [v for v in finish_on if isinstance(v, str) and v in Disposition.__members__]
     conditions = item.get("conditions", [])
     parse_condition_set(conditions, f"{path}.conditions", problems)
     out["conditions"] = conditions if conditions is not None else []
