@@ -7,6 +7,7 @@ The models here read wall clocks directly (``instant.astimezone(zone)``) and nev
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -54,6 +55,40 @@ def instants(draw: st.DrawFn, *, step_minutes: int = 1) -> datetime:
         span = 4 * 24 * 60
     minutes = draw(st.integers(0, span // step_minutes)) * step_minutes
     return base + timedelta(minutes=minutes)
+
+
+@cache
+def transitions(zone_name: str, year: int = 2026) -> tuple[datetime, ...]:
+    """UTC instants in ``year`` where the zone's UTC offset changes (minute precision)."""
+    zone = ZoneInfo(zone_name)
+    out = []
+    t = datetime(year, 1, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    step = timedelta(hours=1)
+    while t < end:
+        if t.astimezone(zone).utcoffset() != (t + step).astimezone(zone).utcoffset():
+            lo, hi = t, t + step
+            while hi - lo > timedelta(minutes=1):
+                mid = lo + (hi - lo) / 2
+                if mid.astimezone(zone).utcoffset() == lo.astimezone(zone).utcoffset():
+                    lo = mid
+                else:
+                    hi = mid
+            out.append(hi.replace(second=0, microsecond=0))
+        t += step
+    return tuple(out)
+
+
+@st.composite
+def zone_and_instant(draw: st.DrawFn, *, step_minutes: int = 1) -> tuple[str, datetime]:
+    """A zone and a minute-grid instant, often within hours of one of the zone's DST changes."""
+    name = draw(zones)
+    changes = transitions(name)
+    if changes and draw(st.booleans()):
+        around = draw(st.sampled_from(changes))
+        offset = draw(st.integers(-8 * 60 // step_minutes, 8 * 60 // step_minutes))
+        return name, around + timedelta(minutes=offset * step_minutes)
+    return name, draw(instants(step_minutes=step_minutes))
 
 
 @st.composite

@@ -1,0 +1,349 @@
+"""Throughput of the embedded engine: N executions of a 3-step simulator workflow.
+
+Not a test. Run it from the repository root::
+
+    python bench/throughput.py --n 10000 --db both
+
+For each backend (a temporary SQLite file; a fresh PostgreSQL database on loopback that is
+dropped at the end) it runs two modes, each on its own empty database:
+
+* ``virtual``: a ``VirtualClock``; the leads are bulk created in chunks of 1,000 and the engine is
+  driven with ``run_until_idle``, which jumps the clock to the next due instant. Nothing waits on
+  the wall clock, so this is the engine's raw speed; lateness is 0 by construction.
+* ``real``: the ``SystemClock``; bulk create, then ``engine.tick()`` in a loop until every
+  execution is COMPLETED. Lateness is measured: for each timer the engine claims, claim time
+  minus due time. The start timer of an execution is due when it is created, so lateness here
+  includes the time the execution waited for the rest of the bulk import to be inserted.
+
+The workflow is CALL, CALL, TEXT with no delays, no ``workflowSchedule`` and
+``needsTCPACompliance: false`` so no window ever holds a step (the benchmark measures the
+engine, not the calendar). The simulator answers NO_ANSWER to calls and TEXT_CONSENT to texts
+after 1 second, so every execution completes after 3 dispatches with TEXT_CONSENT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from reachflow.bootstrap import Services, bootstrap
+from reachflow.runtime.clock import VirtualClock
+from reachflow.settings import Settings
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+CHUNK = 1_000
+STEPS = 3
+#: Monday 9 March 2026, 10:00 in New York: the virtual clock's start.
+VIRTUAL_START = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
+SLOW_SECONDS = 300.0
+REAL_TIMEOUT_SECONDS = 3_600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    backend: str
+    mode: str
+    n: int
+    bulk_seconds: float
+    drive_seconds: float
+    dispatches: int
+    completed: int
+    duplicates: int
+    lateness: list[float]
+
+    @property
+    def leads_per_second(self) -> float:
+        return self.n / self.bulk_seconds if self.bulk_seconds else 0.0
+
+    @property
+    def executions_per_second(self) -> float:
+        return self.completed / self.drive_seconds if self.drive_seconds else 0.0
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.dispatches / self.drive_seconds if self.drive_seconds else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.completed == self.n and self.dispatches == STEPS * self.n and self.duplicates == 0
+        )
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+# -- databases -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="reachflow-bench-") as folder:
+        yield f"sqlite:///{Path(folder) / 'bench.db'}"
+
+
+@contextlib.contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    admin = sa.create_engine(
+        PG_SERVER.replace("postgresql://", "postgresql+psycopg://") + "/postgres",
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def fresh_database(backend: str, mode: str) -> contextlib.AbstractContextManager[str]:
+    if backend == "sqlite":
+        return sqlite_database()
+    return postgres_database(f"reachflow_bench_{os.getpid()}_{mode}")
+
+
+# -- the workload ----------------------------------------------------------------------------
+
+
+def build_workflow(services: Services) -> tuple[str, str]:
+    org_id, _key = services.accounts.create_api_key("bench")
+    timing = {"callDurationSecs": 1, "ringDurationSecs": 1, "textDurationSecs": 1}
+    call = services.agents.create(
+        org_id,
+        {
+            "name": "bench caller",
+            "channel": "CALL",
+            "provider": "simulator",
+            "config": {"defaultDisposition": "NO_ANSWER", **timing},
+        },
+    )
+    text = services.agents.create(
+        org_id,
+        {
+            "name": "bench texter",
+            "channel": "TEXT",
+            "provider": "simulator",
+            "config": {"defaultDisposition": "TEXT_CONSENT", **timing},
+        },
+    )
+    step = {"delayInSecs": 0, "needsTCPACompliance": False, "finishOn": ["DNC"]}
+    workflow = services.workflows.create(
+        org_id,
+        {
+            "name": "bench: call, call, text",
+            "active": True,
+            "timezone": "America/New_York",
+            "definition": {
+                "steps": [
+                    {"type": "CALL", "order": 1, "agentId": call.id, **step},
+                    {"type": "CALL", "order": 2, "agentId": call.id, **step},
+                    {
+                        "type": "TEXT",
+                        "order": 3,
+                        "agentId": text.id,
+                        "initialMessage": "Hi {{firstName}}, this is a benchmark.",
+                        **step,
+                    },
+                ]
+            },
+        },
+    )
+    return org_id, workflow.id
+
+
+def leads(start: int, count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "customerLeadId": f"lead-{i}",
+            "primaryPhone": f"+1415{2_000_000 + i:07d}",
+            "variables": {"firstName": f"Lead{i}"},
+        }
+        for i in range(start, start + count)
+    ]
+
+
+def bulk_create(services: Services, org_id: str, workflow_id: str, n: int) -> float:
+    started = time.perf_counter()
+    for start in range(0, n, CHUNK):
+        rows = services.executions.create_bulk(
+            org_id, workflow_id, leads(start, min(CHUNK, n - start))
+        )
+        failed = [r.error for r in rows if not r.success]
+        if failed:
+            raise RuntimeError(f"bulk create refused leads: {failed[:3]}")
+    return time.perf_counter() - started
+
+
+def completed_count(services: Services) -> int:
+    with services.db.begin() as conn:
+        return services.store.executions.count_by_status(conn).get("COMPLETED", 0)
+
+
+def finish(
+    services: Services, backend: str, mode: str, n: int, bulk: float, drive: float
+) -> Result:
+    placed = services.simulator.calls_placed
+    return Result(
+        backend=backend,
+        mode=mode,
+        n=n,
+        bulk_seconds=bulk,
+        drive_seconds=drive,
+        dispatches=services.engine.stats.dispatches,
+        completed=completed_count(services),
+        duplicates=sum(count - 1 for count in placed.values() if count > 1),
+        lateness=list(services.engine.stats.lateness),
+    )
+
+
+def run_virtual(url: str, backend: str, n: int) -> Result:
+    clock = VirtualClock(VIRTUAL_START)
+    services = bootstrap(Settings(database_url=url), clock=clock)
+    try:
+        org_id, workflow_id = build_workflow(services)
+        bulk = bulk_create(services, org_id, workflow_id, n)
+        started = time.perf_counter()
+        services.engine.run_until_idle(clock)
+        drive = time.perf_counter() - started
+        return finish(services, backend, "virtual", n, bulk, drive)
+    finally:
+        services.close()
+
+
+def run_real(url: str, backend: str, n: int) -> Result:
+    services = bootstrap(Settings(database_url=url))
+    try:
+        org_id, workflow_id = build_workflow(services)
+        bulk = bulk_create(services, org_id, workflow_id, n)
+        engine = services.engine
+        started = time.perf_counter()
+        while time.perf_counter() - started < REAL_TIMEOUT_SECONDS:
+            if engine.tick() > 0:
+                continue
+            if completed_count(services) >= n:
+                break
+            upcoming = engine.next_work_at()
+            if upcoming is None:
+                break  # nothing left to do: the check below reports the shortfall
+            wait = (upcoming - services.clock.now()).total_seconds()
+            time.sleep(min(0.05, max(0.0, wait)))
+        drive = time.perf_counter() - started
+        return finish(services, backend, "real", n, bulk, drive)
+    finally:
+        services.close()
+
+
+def run_backend(backend: str, n: int) -> list[Result]:
+    results = []
+    for mode, runner in (("virtual", run_virtual), ("real", run_real)):
+        print(f"... {backend} / {mode}: {n} executions", flush=True)
+        with fresh_database(backend, mode) as url:
+            result = runner(url, backend, n)
+        if result.bulk_seconds + result.drive_seconds > SLOW_SECONDS:
+            print(
+                f"!!! {backend} / {mode} took "
+                f"{result.bulk_seconds + result.drive_seconds:.0f} s (> {SLOW_SECONDS:.0f} s)",
+                flush=True,
+            )
+        results.append(result)
+    return results
+
+
+# -- the table -------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("backend", "{:<8}"),
+    ("mode", "{:<7}"),
+    ("n", "{:>6}"),
+    ("bulk s", "{:>7.2f}"),
+    ("leads/s", "{:>8.0f}"),
+    ("drive s", "{:>8.2f}"),
+    ("exec/s", "{:>7.0f}"),
+    ("steps/s", "{:>8.0f}"),
+    ("late p50 ms", "{:>11.1f}"),
+    ("late p99 ms", "{:>11.1f}"),
+    ("check", "{:<5}"),
+)
+
+
+def row(result: Result) -> list[object]:
+    return [
+        result.backend,
+        result.mode,
+        result.n,
+        result.bulk_seconds,
+        result.leads_per_second,
+        result.drive_seconds,
+        result.executions_per_second,
+        result.steps_per_second,
+        percentile(result.lateness, 50) * 1000,
+        percentile(result.lateness, 99) * 1000,
+        "ok" if result.ok else "FAIL",
+    ]
+
+
+def print_table(results: list[Result], settings: Settings) -> None:
+    widths = [
+        len(fmt.format(value)) for (_, fmt), value in zip(COLUMNS, row(results[0]), strict=True)
+    ]
+    widths = [max(w, len(name)) for w, (name, _) in zip(widths, COLUMNS, strict=True)]
+    header = "  ".join(name.rjust(w) for (name, _), w in zip(COLUMNS, widths, strict=True))
+    print()
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        cells = [fmt.format(v) for (_, fmt), v in zip(COLUMNS, row(result), strict=True)]
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
+    print()
+    print(
+        f"workflow: CALL, CALL, TEXT, no delays, no windows; simulator answers after 1 s; "
+        f"bulk chunks of {CHUNK}; worker batch {settings.worker_batch_size}"
+    )
+    print("bulk s / leads/s: create_bulk only; drive s: from the first tick to all COMPLETED")
+    print("exec/s = completed / drive s; steps/s = agent dispatches / drive s")
+    print("lateness: claim time - due time of each timer (virtual clock: 0 by construction)")
+    for result in results:
+        if not result.ok:
+            print(
+                f"FAIL {result.backend}/{result.mode}: completed {result.completed}/{result.n}, "
+                f"dispatches {result.dispatches}/{STEPS * result.n}, "
+                f"duplicate placements {result.duplicates}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000, help="executions per run")
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    backends = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    started = time.perf_counter()
+    results = [r for backend in backends for r in run_backend(backend, args.n)]
+    print_table(results, Settings())
+    print(f"total wall time {time.perf_counter() - started:.1f} s")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
