@@ -12,21 +12,50 @@ from reachflow.runtime.clock import VirtualClock
 from tests.helpers import lead, seed_002_workflow
 
 SEED_000_KEYS = {
-    "id", "workflowId", "status", "temporalWorkflowId", "startedAt", "completedAt",
-    "customerLeadId", "metadata", "disposition", "definition", "stepExecutions", "createdAt",
+    "id",
+    "workflowId",
+    "status",
+    "temporalWorkflowId",
+    "startedAt",
+    "completedAt",
+    "customerLeadId",
+    "metadata",
+    "disposition",
+    "definition",
+    "stepExecutions",
+    "createdAt",
 }
 STEP_KEYS = {
-    "id", "workflowExecutionId", "status", "type", "order", "delayInSecs", "finishOn",
-    "startedAt", "completedAt", "leaveVoicemail", "disposition", "agentId", "agentCall",
+    "id",
+    "workflowExecutionId",
+    "status",
+    "type",
+    "order",
+    "delayInSecs",
+    "finishOn",
+    "startedAt",
+    "completedAt",
+    "leaveVoicemail",
+    "disposition",
+    "agentId",
+    "agentCall",
     "needsTCPACompliance",
 }
 
 
 def _agents(client: TestClient, call: dict[str, Any] | None = None) -> tuple[str, str]:
-    a = client.post("/api/v1/agents", json={"name": "caller", "channel": "CALL",
-                                             "config": call or {"defaultDisposition": "NO_ANSWER"}})
-    b = client.post("/api/v1/agents", json={"name": "texter", "channel": "TEXT",
-                                             "config": {"defaultDisposition": "ENDED"}})
+    a = client.post(
+        "/api/v1/agents",
+        json={
+            "name": "caller",
+            "channel": "CALL",
+            "config": call or {"defaultDisposition": "NO_ANSWER"},
+        },
+    )
+    b = client.post(
+        "/api/v1/agents",
+        json={"name": "texter", "channel": "TEXT", "config": {"defaultDisposition": "ENDED"}},
+    )
     assert a.status_code == b.status_code == 201
     return a.json()["id"], b.json()["id"]
 
@@ -112,10 +141,14 @@ def test_create_execution_answers_exactly_seed_000s_shape(client: TestClient) ->
     wf = _workflow(client)
     response = client.post(
         f"/api/v1/workflow/{wf['id']}/execution",
-        json={**lead(phone="(415) 555-0123"), "zipcode": "94107", "state": "CA",
-              "variables": {"firstName": "Taylor"},
-              "metadata": {"firstName": "Taylor", "campaign": "renewal-q2"},
-              "priorityDate": "2026-03-12T10:00:00Z"},
+        json={
+            **lead(phone="(415) 555-0123"),
+            "zipcode": "94107",
+            "state": "CA",
+            "variables": {"firstName": "Taylor"},
+            "metadata": {"firstName": "Taylor", "campaign": "renewal-q2"},
+            "priorityDate": "2026-03-12T10:00:00Z",
+        },
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -140,8 +173,14 @@ def test_step_executions_carry_the_seed_fields(
     for step in got["stepExecutions"]:
         assert STEP_KEYS <= set(step)
         assert set(step["agentCall"]) == {
-            "id", "status", "callStartedAt", "callEndedAt", "callDuration", "callEndedReason",
-            "recordingUrl", "summary",
+            "id",
+            "status",
+            "callStartedAt",
+            "callEndedAt",
+            "callDuration",
+            "callEndedReason",
+            "recordingUrl",
+            "summary",
         }
     events = client.get(f"/api/v1/workflow/{wf['id']}/execution/{ex['id']}/events").json()
     assert events["events"][0]["type"] == "started"
@@ -156,7 +195,13 @@ def test_bad_execution_input_is_400_and_stores_nothing(client: TestClient) -> No
     _error(client.post(url, json=lead(zipcode="ABCDE")), 400, "zipcode")
     _error(client.post(url, json=lead(priorityDate="tomorrow")), 400, "priorityDate")
     _error(client.post(url, json=lead(shoeSize=9)), 400, "shoeSize")
-    _error(client.post(url, content=b'{"customerLeadId": ', headers={"Content-Type": "application/json"}), 400, "body")
+    _error(
+        client.post(
+            url, content=b'{"customerLeadId": ', headers={"Content-Type": "application/json"}
+        ),
+        400,
+        "body",
+    )
     _error(client.post(url, json=["not", "an", "object"]), 400, "body")
     _error(client.post("/api/v1/workflow/nope/execution", json=lead()), 404, "workflowId")
     assert client.get(f"/api/v1/workflow/{wf['id']}/executions").json()["executions"] == []
@@ -221,7 +266,9 @@ def test_cancel_by_phone_and_by_lead(client: TestClient) -> None:
     for wf in (a, b):
         client.post(f"/api/v1/workflow/{wf['id']}/execution", json=lead("+14155550123", "x"))
         client.post(f"/api/v1/workflow/{wf['id']}/execution", json=lead("+14155550124", "y"))
-    one = client.post(f"/api/v1/workflow/{a['id']}/executions/cancel", json={"phoneNumber": "+14155550123"})
+    one = client.post(
+        f"/api/v1/workflow/{a['id']}/executions/cancel", json={"phoneNumber": "+14155550123"}
+    )
     assert one.json() == {"cancelledCount": 1}
     everywhere = client.post("/api/v1/executions/cancel", json={"phoneNumber": "4155550123"})
     assert everywhere.json() == {"cancelledCount": 1}
@@ -243,11 +290,14 @@ def test_cancel_and_delete_one_execution(client: TestClient) -> None:
 def test_agents_crud_and_validation(client: TestClient) -> None:
     created = client.post("/api/v1/agents", json={"name": "a", "channel": "CALL"}).json()
     url = f"/api/v1/agents/{created['id']}"
-    updated = client.put(url, json={"config": {"distribution": {"NO_ANSWER": 3, "CALENDLY": 1}, "seed": 7}})
+    updated = client.put(
+        url, json={"config": {"distribution": {"NO_ANSWER": 3, "CALENDLY": 1}, "seed": 7}}
+    )
     assert updated.json()["config"]["seed"] == 7
     _error(client.post("/api/v1/agents", json={"name": "a", "channel": "FAX"}), 400, "channel")
     _error(
-        client.put(url, json={"config": {"defaultDisposition": "MAYBE"}}), 400,
+        client.put(url, json={"config": {"defaultDisposition": "MAYBE"}}),
+        400,
         "config.defaultDisposition",
     )
     assert client.delete(url).status_code == 200
@@ -264,7 +314,9 @@ def test_inactive_workflow_refuses_executions(client: TestClient) -> None:
 def test_patch_definition_bumps_version_and_delete_hides(client: TestClient) -> None:
     wf = _workflow(client)
     steps = wf["definition"]["steps"][:1]
-    patched = client.patch(f"/api/v1/workflow/{wf['id']}", json={"definition": {"steps": steps}}).json()
+    patched = client.patch(
+        f"/api/v1/workflow/{wf['id']}", json={"definition": {"steps": steps}}
+    ).json()
     assert patched["version"] == 2
     renamed = client.patch(f"/api/v1/workflow/{wf['id']}", json={"name": "renamed"}).json()
     assert renamed["version"] == 2

@@ -136,9 +136,7 @@ def wall_open(schedule: WeekSchedule, zone: ZoneInfo, instant: datetime) -> bool
     """The wall-clock model: is the local time of ``instant`` inside a range of its weekday?"""
     local = instant.astimezone(zone)
     minute = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
-    return any(
-        r.start_minute <= minute < r.end_minute for r in schedule.ranges_on(local.weekday())
-    )
+    return any(r.start_minute <= minute < r.end_minute for r in schedule.ranges_on(local.weekday()))
 
 
 def constraint_open(c: Constraint, instant: datetime) -> bool:
@@ -150,13 +148,13 @@ def constraint_open(c: Constraint, instant: datetime) -> bool:
 
 def applicable(gate: Gate, channel: Channel, needs_tcpa: bool) -> list[Constraint]:
     return [
-        c for c in gate.constraints if channel in c.channels and (needs_tcpa or not c.contact_window)
+        c
+        for c in gate.constraints
+        if channel in c.channels and (needs_tcpa or not c.contact_window)
     ]
 
 
-def brute_allowed(
-    constraints: Sequence[Constraint], margin: timedelta, instant: datetime
-) -> bool:
+def brute_allowed(constraints: Sequence[Constraint], margin: timedelta, instant: datetime) -> bool:
     """Open at ``instant`` and still open ``margin`` later (sampled per minute, ends included).
 
     Exact when every window boundary lies on the minute grid and closed gaps last a minute or more.

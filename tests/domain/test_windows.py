@@ -184,12 +184,7 @@ def raw_intervals(draw: st.DrawFn) -> list[Interval]:
 
 
 def as_set(ivs: list[Interval]) -> set[int]:
-    return {
-        k
-        for iv in ivs
-        for k in range(N + 2)
-        if iv.start <= minute(k) < iv.end
-    }
+    return {k for iv in ivs for k in range(N + 2) if iv.start <= minute(k) < iv.end}
 
 
 def assert_canonical(ivs: list[Interval]) -> None:

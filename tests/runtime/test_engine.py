@@ -16,7 +16,9 @@ def _kinds(services: Services, org: str, wf: str, ex: str) -> list[str]:
     return [e.kind for e in services.executions.events(org, wf, ex)]
 
 
-def test_seed_002_two_step_runs_across_its_one_day_delay(services: Services, clock: VirtualClock) -> None:
+def test_seed_002_two_step_runs_across_its_one_day_delay(
+    services: Services, clock: VirtualClock
+) -> None:
     org, _ = services.accounts.create_api_key("acme")
     call = make_agent(services, org, "CALL", defaultDisposition="NO_ANSWER", ringDurationSecs=30)
     text = make_agent(services, org, "TEXT", defaultDisposition="TEXT_CONSENT", textDurationSecs=5)
@@ -40,12 +42,22 @@ def test_seed_002_two_step_runs_across_its_one_day_delay(services: Services, clo
     assert text_step.status == "COMPLETED"
     assert view.record.completed_at == text_step.started_at + timedelta(seconds=5)
     assert _kinds(services, org, wf.id, ex.record.id) == [
-        "started", "scheduled", "dispatched", "reported", "transition", "scheduled",
-        "dispatched", "reported", "transition", "finished",
+        "started",
+        "scheduled",
+        "dispatched",
+        "reported",
+        "transition",
+        "scheduled",
+        "dispatched",
+        "reported",
+        "transition",
+        "finished",
     ]
 
 
-def test_finish_on_ends_the_execution_with_that_disposition(services: Services, clock: VirtualClock) -> None:
+def test_finish_on_ends_the_execution_with_that_disposition(
+    services: Services, clock: VirtualClock
+) -> None:
     org, _ = services.accounts.create_api_key("acme")
     call = make_agent(services, org, "CALL", defaultDisposition="CALENDLY")
     text = make_agent(services, org, "TEXT")
@@ -71,7 +83,9 @@ def test_step_outside_the_workflow_schedule_waits_for_the_next_opening(
     view = services.executions.get(org, wf.id, ex.record.id)
     # Next opening: Monday 16 March 09:00 EDT = 13:00 UTC.
     assert view.steps[0].started_at == datetime(2026, 3, 16, 13, 0, tzinfo=UTC)
-    deferred = [e for e in services.executions.events(org, wf.id, ex.record.id) if e.kind == "deferred"]
+    deferred = [
+        e for e in services.executions.events(org, wf.id, ex.record.id) if e.kind == "deferred"
+    ]
     assert len(deferred) == 1
     assert deferred[0].data["until"] == "2026-03-16T13:00:00+00:00"
     assert "workflowSchedule" in deferred[0].data["reason"]
@@ -105,7 +119,9 @@ def test_pause_keeps_the_remaining_delay_and_resume_continues_with_it(
     assert view.record.status == "COMPLETED"
 
 
-def test_cancel_then_resume_is_an_illegal_transition(services: Services, clock: VirtualClock) -> None:
+def test_cancel_then_resume_is_an_illegal_transition(
+    services: Services, clock: VirtualClock
+) -> None:
     org, _ = services.accounts.create_api_key("acme")
     call = make_agent(services, org, "CALL")
     wf = services.workflows.create(org, seed_002_workflow(call, make_agent(services, org, "TEXT")))
@@ -119,7 +135,9 @@ def test_cancel_then_resume_is_an_illegal_transition(services: Services, clock: 
     assert services.simulator.calls_placed.total() == 0
 
 
-def test_running_executions_keep_their_definition_version(services: Services, clock: VirtualClock) -> None:
+def test_running_executions_keep_their_definition_version(
+    services: Services, clock: VirtualClock
+) -> None:
     org, _ = services.accounts.create_api_key("acme")
     call = make_agent(services, org, "CALL", defaultDisposition="NO_ANSWER")
     text = make_agent(services, org, "TEXT", defaultDisposition="ENDED")
@@ -138,16 +156,27 @@ def test_running_executions_keep_their_definition_version(services: Services, cl
 def test_simulator_script_per_phone_number(services: Services, clock: VirtualClock) -> None:
     org, _ = services.accounts.create_api_key("acme")
     call = make_agent(
-        services, org, "CALL",
-        script={"+14155550123": ["NO_ANSWER", "WARM_TRANSFER"]}, defaultDisposition="DNC",
+        services,
+        org,
+        "CALL",
+        script={"+14155550123": ["NO_ANSWER", "WARM_TRANSFER"]},
+        defaultDisposition="DNC",
     )
     body = {
         "name": "retry",
         "timezone": "America/New_York",
-        "definition": {"steps": [
-            {"type": "CALL", "order": 1, "agentId": call, "count": 3, "delayInSecs": 3600,
-             "finishOn": ["WARM_TRANSFER"]},
-        ]},
+        "definition": {
+            "steps": [
+                {
+                    "type": "CALL",
+                    "order": 1,
+                    "agentId": call,
+                    "count": 3,
+                    "delayInSecs": 3600,
+                    "finishOn": ["WARM_TRANSFER"],
+                },
+            ]
+        },
     }
     wf = services.workflows.create(org, body)
     scripted = services.executions.create(org, wf.id, lead())

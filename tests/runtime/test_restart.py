@@ -14,7 +14,9 @@ from reachflow.store.tables import outbox
 from tests.helpers import lead, make_agent, seed_002_workflow
 
 
-def test_a_restarted_process_picks_up_where_the_last_one_stopped(db_url: str, clock: VirtualClock) -> None:
+def test_a_restarted_process_picks_up_where_the_last_one_stopped(
+    db_url: str, clock: VirtualClock
+) -> None:
     first = bootstrap(Settings(database_url=db_url), clock=clock, migrate=False)
     org, _ = first.accounts.create_api_key("acme")
     call = make_agent(first, org, "CALL", defaultDisposition="NO_ANSWER")

@@ -1,0 +1,47 @@
+"""Store behaviour that the engine relies on, on both databases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from reachflow.bootstrap import Services
+from reachflow.runtime.clock import VirtualClock
+from reachflow.store.tables import outbox
+from tests.helpers import lead, make_agent, seed_002_workflow
+
+
+def test_claim_due_takes_only_due_work_oldest_first(
+    services: Services, clock: VirtualClock
+) -> None:
+    org, _ = services.accounts.create_api_key("acme")
+    call = make_agent(services, org, "CALL")
+    wf = services.workflows.create(org, seed_002_workflow(call, make_agent(services, org, "TEXT")))
+    later = services.executions.create(
+        org, wf.id, lead(startAt=(clock.now() + timedelta(hours=2)).isoformat())
+    )
+    now_ex = services.executions.create(org, wf.id, lead("+14155550124", "b"))
+    with services.db.begin() as conn:
+        due = services.store.executions.claim_due(conn, clock.now(), 10, skip_locked=False)
+        assert [r.id for r in due] == [now_ex.record.id]
+        assert services.store.executions.next_due_at(conn) == clock.now()
+    clock.advance(timedelta(hours=3))
+    with services.db.begin() as conn:
+        due = services.store.executions.claim_due(conn, clock.now(), 10, skip_locked=False)
+    assert [r.id for r in due] == [now_ex.record.id, later.record.id]
+
+
+def test_idempotency_key_is_unique(services: Services, clock: VirtualClock) -> None:
+    org, _ = services.accounts.create_api_key("acme")
+    call = make_agent(services, org, "CALL")
+    wf = services.workflows.create(org, seed_002_workflow(call, make_agent(services, org, "TEXT")))
+    ex = services.executions.create(org, wf.id, lead())
+    services.engine.advance_due()
+    with services.db.begin() as conn:
+        row = conn.execute(sa.select(outbox)).mappings().one()
+    duplicate = {k: v for k, v in row.items() if k != "id"}
+    with pytest.raises(sa.exc.IntegrityError), services.db.begin() as conn:
+        conn.execute(outbox.insert().values(**duplicate))
+    assert row["execution_id"] == ex.record.id
