@@ -53,7 +53,10 @@ def seed_002_workflow(call_agent: str, text_agent: str) -> dict[str, Any]:
                     "order": 2,
                     "delayInSecs": 86400,
                     "agentId": text_agent,
-                    "initialMessage": "Hi {{firstName}}, following up on our earlier outreach. Let me know if you want to reconnect.",
+                    "initialMessage": (
+                        "Hi {{firstName}}, following up on our earlier outreach. "
+                        "Let me know if you want to reconnect."
+                    ),
                     "finishOn": ["DNC"],
                 },
             ]
