@@ -234,7 +234,7 @@ def _parse_condition(
         return None
     op_raw = item.get("operator")
     try:
-        op = Operator(op_raw)
+        op = Operator(str(op_raw))
     except ValueError:
         problems.add(
             f"{path}.operator",

@@ -125,7 +125,7 @@ def _normalize_step(
         problems.add(f"{path}.id", "must be a non-empty string")
     out["id"] = sid
     try:
-        channel = Channel(item.get("type"))
+        channel = Channel(str(item.get("type")))
     except ValueError:
         problems.add(f"{path}.type", "must be CALL or TEXT")
         channel = Channel.CALL
