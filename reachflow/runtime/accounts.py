@@ -16,6 +16,7 @@ from reachflow.domain.errors import (
     Unauthorized,
 )
 from reachflow.runtime.clock import Clock
+from reachflow.runtime.validation import start_validation
 from reachflow.store.records import AgentRecord
 from reachflow.store.store import Store
 
@@ -116,17 +117,7 @@ class AgentService:
 
 
 def validate_agent(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    problems = ProblemCollector()
-    for key in body:
-        if key not in AGENT_FIELDS:
-            problems.add(key, "unknown field")
-    out: dict[str, Any] = {}
-    if "name" in body or not partial:
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip():
-            problems.add("name", "is required: a non-empty string")
-        else:
-            out["name"] = name.strip()
+    problems, out = start_validation(body, AGENT_FIELDS, partial=partial)
     if "channel" in body or not partial:
         channel = body.get("channel")
         if channel not in Channel.__members__:

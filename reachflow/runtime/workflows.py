@@ -8,10 +8,11 @@ from typing import Any
 
 from reachflow.domain.definition import normalize_linear
 from reachflow.domain.enums import Channel
-from reachflow.domain.errors import NotFound, ProblemCollector, ValidationFailed
+from reachflow.domain.errors import NotFound, ValidationFailed
 from reachflow.domain.schedule import parse_timezone, parse_week_schedule
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.executions import ExecutionService
+from reachflow.runtime.validation import start_validation
 from reachflow.store.records import WorkflowRecord
 from reachflow.store.store import Store
 
@@ -147,17 +148,7 @@ def validate_workflow(
     body: dict[str, Any], channels: dict[str, Channel], *, partial: bool
 ) -> dict[str, Any]:
     """Check a create or PATCH body; return the normalised values that were given."""
-    problems = ProblemCollector()
-    for key in body:
-        if key not in WORKFLOW_FIELDS:
-            problems.add(key, "unknown field")
-    out: dict[str, Any] = {}
-    if "name" in body or not partial:
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip():
-            problems.add("name", "is required: a non-empty string")
-        else:
-            out["name"] = name.strip()
+    problems, out = start_validation(body, WORKFLOW_FIELDS, partial=partial)
     if "description" in body:
         description = body["description"]
         if description is not None and not isinstance(description, str):
