@@ -7,8 +7,8 @@ The models here read wall clocks directly (``instant.astimezone(zone)``) and nev
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st

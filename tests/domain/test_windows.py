@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -41,7 +42,7 @@ def assert_well_formed(ivs: list[Interval], start: datetime, end: datetime) -> N
     for iv in ivs:
         assert iv.start.utcoffset() == timedelta(0)
         assert start <= iv.start < iv.end <= end
-    for a, b in zip(ivs, ivs[1:], strict=False):
+    for a, b in itertools.pairwise(ivs):
         assert a.end < b.start  # sorted, merged: not even touching
 
 
@@ -190,7 +191,7 @@ def as_set(ivs: list[Interval]) -> set[int]:
 def assert_canonical(ivs: list[Interval]) -> None:
     for iv in ivs:
         assert iv.start < iv.end
-    for a, b in zip(ivs, ivs[1:], strict=False):
+    for a, b in itertools.pairwise(ivs):
         assert a.end < b.start
 
 
