@@ -94,10 +94,12 @@ class Gate:
         if at is not None and at == now:
             return GateAnswer(True, now, "inside every window", (), zones)
         closed_now = tuple(
-            f"{c.rule}@{c.version}"
-            for c, ivs in zip(constraints, per, strict=True)
-            if not any(iv.contains(now) for iv in shrink_ends(ivs, self.margin))
-        ) or tuple(f"{c.rule}@{c.version}" for c in constraints)
+            dict.fromkeys(
+                f"{c.rule}@{c.version}"
+                for c, ivs in zip(constraints, per, strict=True)
+                if not any(iv.contains(now) for iv in shrink_ends(ivs, self.margin))
+            )
+        ) or tuple(dict.fromkeys(f"{c.rule}@{c.version}" for c in constraints))
         if at is None:
             return GateAnswer(
                 False,
