@@ -12,8 +12,10 @@ dropped at the end) it runs two modes, each on its own empty database:
   the wall clock, so this is the engine's raw speed; lateness is 0 by construction.
 * ``real``: the ``SystemClock``; bulk create, then ``engine.tick()`` in a loop until every
   execution is COMPLETED. Lateness is measured: for each timer the engine claims, claim time
-  minus due time. The start timer of an execution is due when it is created, so lateness here
-  includes the time the execution waited for the rest of the bulk import to be inserted.
+  minus due time. Each execution's start timer is due when it is created, so all N fall due
+  within the bulk import: lateness shows how long the last of a burst of N waits to be started
+  while the engine also carries the earlier ones through their steps (plus the rest of the
+  import, about a second).
 
 The workflow is CALL, CALL, TEXT with no delays, no ``workflowSchedule`` and
 ``needsTCPACompliance: false`` so no window ever holds a step (the benchmark measures the
@@ -255,17 +257,20 @@ def run_real(url: str, backend: str, n: int) -> Result:
 
 def run_backend(backend: str, n: int) -> list[Result]:
     results = []
+    started = time.perf_counter()
     for mode, runner in (("virtual", run_virtual), ("real", run_real)):
         print(f"... {backend} / {mode}: {n} executions", flush=True)
+        mode_started = time.perf_counter()
         with fresh_database(backend, mode) as url:
             result = runner(url, backend, n)
-        if result.bulk_seconds + result.drive_seconds > SLOW_SECONDS:
-            print(
-                f"!!! {backend} / {mode} took "
-                f"{result.bulk_seconds + result.drive_seconds:.0f} s (> {SLOW_SECONDS:.0f} s)",
-                flush=True,
-            )
+        took = time.perf_counter() - mode_started
+        print(f"... {backend} / {mode}: {took:.0f} s", flush=True)
+        if took > SLOW_SECONDS:
+            print(f"!!! {backend} / {mode} took {took:.0f} s (> {SLOW_SECONDS:.0f} s)", flush=True)
         results.append(result)
+    took = time.perf_counter() - started
+    if took > SLOW_SECONDS:
+        print(f"!!! {backend}: both modes took {took:.0f} s (> {SLOW_SECONDS:.0f} s)", flush=True)
     return results
 
 
