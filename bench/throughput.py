@@ -30,6 +30,8 @@ import contextlib
 import logging
 import math
 import os
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -342,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # A SIGTERM (``timeout``, a process manager) unwinds like Ctrl-C, so the databases are dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     backends = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     started = time.perf_counter()
     results = [r for backend in backends for r in run_backend(backend, args.n)]
