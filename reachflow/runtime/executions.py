@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from reachflow.domain.decider import (
     Cancelled,
     Event,
+    ExecutionState,
     MetadataMerged,
     Paused,
     Resumed,
@@ -317,9 +318,7 @@ class ExecutionService:
         return record
 
 
-def _with_state(record: ExecutionRecord, state: Any) -> ExecutionRecord:
-    from dataclasses import replace
-
+def _with_state(record: ExecutionRecord, state: ExecutionState) -> ExecutionRecord:
     return replace(record, engine=state, status=state.status.value)
 
 

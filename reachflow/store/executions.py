@@ -21,6 +21,7 @@ from reachflow.store.tables import (
     outbox,
     step_executions,
 )
+from reachflow.store.types import earliest
 
 ACTIVE_STATUSES = ("CREATED", "RUNNING", "PAUSED")
 
@@ -151,11 +152,7 @@ class Executions:
         return [_execution(r) for r in conn.execute(query).mappings()]
 
     def next_due_at(self, conn: Connection) -> datetime | None:
-        value = conn.execute(sa.select(sa.func.min(executions.c.due_at))).scalar_one_or_none()
-        if value is None:
-            return None
-        due: datetime | None = executions.c.due_at.type.process_result_value(value, conn.dialect)
-        return due
+        return earliest(conn, executions.c.due_at)
 
     def save_decision(
         self,

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from reachflow.store.records import InboxItem, OutboxItem
 from reachflow.store.tables import inbox, outbox
+from reachflow.store.types import earliest
 
 
 class Queue:
@@ -68,13 +69,7 @@ class Queue:
         return str(value) if value is not None else None
 
     def next_outbox_at(self, conn: Connection) -> datetime | None:
-        value = conn.execute(
-            sa.select(sa.func.min(outbox.c.available_at)).where(outbox.c.status == "pending")
-        ).scalar_one_or_none()
-        if value is None:
-            return None
-        at: datetime | None = outbox.c.available_at.type.process_result_value(value, conn.dialect)
-        return at
+        return earliest(conn, outbox.c.available_at, outbox.c.status == "pending")
 
     def put_inbox(
         self,
@@ -133,8 +128,4 @@ class Queue:
         conn.execute(inbox.delete().where(inbox.c.id == item_id))
 
     def next_inbox_at(self, conn: Connection) -> datetime | None:
-        value = conn.execute(sa.select(sa.func.min(inbox.c.due_at))).scalar_one_or_none()
-        if value is None:
-            return None
-        at: datetime | None = inbox.c.due_at.type.process_result_value(value, conn.dialect)
-        return at
+        return earliest(conn, inbox.c.due_at)

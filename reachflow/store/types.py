@@ -31,3 +31,15 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def earliest(conn: Any, column: sa.Column[datetime], *where: Any) -> datetime | None:
+    """``min(column)`` over the rows matching ``where``, decoded as an aware UTC datetime.
+
+    ``func.min`` loses the column's type on SQLite, so the value is decoded here, once.
+    """
+    value = conn.execute(sa.select(sa.func.min(column)).where(*where)).scalar_one_or_none()
+    if value is None:
+        return None
+    decoded: datetime | None = column.type.process_result_value(value, conn.dialect)
+    return decoded
