@@ -7,8 +7,10 @@ from datetime import timedelta
 
 from reachflow.agents.port import Agent
 from reachflow.agents.simulator import SimulatorAgent
+from reachflow.domain.compliance import NoEvidencePolicy
 from reachflow.runtime.accounts import AccountService, AgentService
 from reachflow.runtime.clock import Clock, SystemClock
+from reachflow.runtime.compliance import ContactCompliance
 from reachflow.runtime.engine import Engine, EngineConfig
 from reachflow.runtime.executions import ExecutionService
 from reachflow.runtime.worker import EmbeddedWorker
@@ -26,6 +28,7 @@ class Services:
     clock: Clock
     simulator: SimulatorAgent
     engine: Engine
+    compliance: ContactCompliance
     worker: EmbeddedWorker
     accounts: AccountService
     agents: AgentService
@@ -51,6 +54,15 @@ def bootstrap(
     store = Store(db)
     simulator = SimulatorAgent()
     agents: dict[str, Agent] = {"simulator": simulator, **(extra_agents or {})}
+    margin = timedelta(seconds=settings.closing_margin_seconds)
+    horizon = timedelta(days=settings.window_horizon_days)
+    compliance = ContactCompliance(
+        store,
+        no_evidence=NoEvidencePolicy(settings.no_location_policy),
+        stop_revokes_all=settings.stop_revokes_all,
+        margin=margin,
+        horizon=horizon,
+    )
     engine = Engine(
         store,
         agents,
@@ -59,9 +71,8 @@ def bootstrap(
             batch_size=settings.worker_batch_size,
             lease=timedelta(seconds=settings.lease_seconds),
             report_timeout=timedelta(seconds=settings.report_timeout_seconds),
-            closing_margin=timedelta(seconds=settings.closing_margin_seconds),
-            horizon=timedelta(days=settings.window_horizon_days),
         ),
+        compliance=compliance,
     )
     executions = ExecutionService(
         store,
@@ -77,6 +88,7 @@ def bootstrap(
         clock=clock,
         simulator=simulator,
         engine=engine,
+        compliance=compliance,
         worker=EmbeddedWorker(engine, clock, poll_seconds=settings.worker_poll_seconds),
         accounts=AccountService(store, clock),
         agents=AgentService(store, clock),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +24,10 @@ class Settings(BaseSettings):
     closing_margin_seconds: int = 0
     #: How far ahead to look for an open window before an execution fails.
     window_horizon_days: int = 14
+    #: A contact with no usable ZIP, phone or state: REFUSE (never contact) or ALL_US_ZONES.
+    no_location_policy: Literal["REFUSE", "ALL_US_ZONES"] = "REFUSE"
+    #: An opt-out reply to a text stops calls too (FCC "revoke-all"), not just texts.
+    stop_revokes_all: bool = False
     bulk_limit: int = 1000
     bulk_insert_batch: int = 500
     default_organization: str = "default"

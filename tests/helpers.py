@@ -64,5 +64,5 @@ def seed_002_workflow(call_agent: str, text_agent: str) -> dict[str, Any]:
     }
 
 
-def lead(phone: str = "+14155550123", lead_id: str = "contact-123", **extra: Any) -> dict[str, Any]:
+def lead(phone: str = "+12125550123", lead_id: str = "contact-123", **extra: Any) -> dict[str, Any]:
     return {"customerLeadId": lead_id, "primaryPhone": phone, **extra}

@@ -59,6 +59,8 @@ class AgentResult:
     disposition: Disposition
     call: AgentCall
     reported_at: datetime
+    #: An inbound text the contact sent in answer (STOP and its kin opt the number out).
+    reply: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -549,6 +549,9 @@ class _Run:
             return
         answer = self.ctx.gate.check(self.now, config.channel, config.needs_tcpa)
         step_id = self.s.step_id
+        if answer.suppressed:
+            self.on_suppressed(node, answer.reason)
+            return
         if answer.allowed:
             attempt = self.s.dispatch_attempt + 1
             per_agent = dict(self.s.agent_dispatches)
@@ -615,6 +618,19 @@ class _Run:
             rules=list(answer.rules),
             zones=list(answer.zones),
         )
+
+    def on_suppressed(self, node: Node, reason: str) -> None:
+        """A suppressed channel is never dispatched: every channel -> cancel, one -> skip."""
+        if all(channel in self.ctx.gate.suppressed for channel in Channel):
+            self.on_cancel(reason)
+            return
+        assert self.s.step_id is not None
+        self.steps.append(
+            StepUpdated(self.s.step_id, StepStatus.SKIPPED, self.now, completed_at=self.now)
+        )
+        self.log("suppressed", node=node.id, stepExecutionId=self.s.step_id, reason=reason)
+        self.set(step_id=None)
+        self.follow(SKIPPED)
 
     def complete_step(
         self, disposition: Disposition, call: Mapping[str, Any], status: StepStatus

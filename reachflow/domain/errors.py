@@ -72,6 +72,12 @@ class Refused(ReachflowError):
     code = "REFUSED"
 
 
+class Suppressed(Refused):
+    """The number is on the organization's suppression list for every channel."""
+
+    code = "SUPPRESSED"
+
+
 @dataclass(slots=True)
 class ProblemCollector:
     """Gathers every problem of a document before raising, so a user fixes them all at once."""

@@ -8,6 +8,7 @@ the closing margin. ``check`` is pure: the caller passes the instant.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -49,12 +50,36 @@ class Constraint:
 
 
 @dataclass(frozen=True, slots=True)
+class Cap:
+    """A rolling frequency cap: at most ``max_attempts`` attempts in any window of ``window``.
+
+    Attempts on every channel and in every workflow count; an attempt at ``t`` counts while
+    ``now < t + window``, so no half-open window of that length ever holds more than the maximum.
+    """
+
+    rule: str
+    version: str
+    max_attempts: int
+    window: timedelta
+    channels: frozenset[Channel] = frozenset({Channel.CALL, Channel.TEXT})
+
+    def release(self, attempts: tuple[datetime, ...], at: datetime) -> datetime | None:
+        """None when one more attempt at ``at`` keeps within the cap, else when it would."""
+        live = sorted(a for a in attempts if a <= at < a + self.window)
+        if len(live) < self.max_attempts:
+            return None
+        return live[len(live) - self.max_attempts] + self.window
+
+
+@dataclass(frozen=True, slots=True)
 class GateAnswer:
     allowed: bool
     at: datetime | None  # the earliest allowed instant (== now when allowed); None = never
     reason: str
     rules: tuple[str, ...] = ()
     zones: tuple[str, ...] = ()
+    #: The number is on the suppression list for this channel: never dispatch, whatever the time.
+    suppressed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,11 @@ class Gate:
     horizon: timedelta = timedelta(days=14)
     #: Reasons that refuse outright, whatever the time (no evidence of the contact's location).
     refusals: tuple[str, ...] = field(default=())
+    #: Channels on the suppression list for this contact, with the reason. Never skipped.
+    suppressed: Mapping[Channel, str] = field(default_factory=dict)
+    #: Rolling frequency caps and the contact's recent attempts (all workflows). Never skipped.
+    caps: tuple[Cap, ...] = ()
+    attempts: tuple[datetime, ...] = ()
 
     def applicable(self, channel: Channel, needs_tcpa: bool) -> list[Constraint]:
         return [
@@ -73,6 +103,55 @@ class Gate:
         ]
 
     def check(self, now: datetime, channel: Channel, needs_tcpa: bool = True) -> GateAnswer:
+        """Allowed now, or the earliest allowed instant and why; ``at=None`` means never.
+
+        Order: the suppression list (never skipped), refusals (no location evidence), the
+        intersected windows, then the frequency caps, each cap release re-checked against the
+        windows until both agree.
+        """
+        reason = self.suppressed.get(channel)
+        if reason is not None:
+            return GateAnswer(
+                False,
+                None,
+                f"suppressed for {channel.value}: {reason}",
+                ("suppression",),
+                (),
+                suppressed=True,
+            )
+        answer = self.window_check(now, channel, needs_tcpa)
+        caps = [c for c in self.caps if channel in c.channels]
+        if not caps or answer.at is None:
+            return answer
+        at: datetime | None = answer.at
+        held: list[str] = []
+        for _ in range(32):
+            if at is None:
+                break
+            releases = [(r, c) for c in caps if (r := c.release(self.attempts, at)) is not None]
+            if not releases:
+                break
+            release, cap = max(releases, key=lambda rc: rc[0])
+            held.append(f"{cap.rule}@{cap.version}")
+            at = self.window_check(release, channel, needs_tcpa).at
+        if not held:
+            return answer
+        rules = tuple(dict.fromkeys((*answer.rules, *held)))
+        caps_text = ", ".join(dict.fromkeys(held))
+        if at is None:
+            return GateAnswer(
+                False,
+                None,
+                f"frequency cap {caps_text}; no window opens after it",
+                rules,
+                answer.zones,
+            )
+        return GateAnswer(
+            False, at, f"frequency cap {caps_text} until {at.isoformat()}", rules, answer.zones
+        )
+
+    def window_check(self, now: datetime, channel: Channel, needs_tcpa: bool = True) -> GateAnswer:
+        """The windows alone: refusals and the intersected schedules, no caps."""
         if self.refusals and needs_tcpa:
             return GateAnswer(False, None, "; ".join(self.refusals))
         constraints = self.applicable(channel, needs_tcpa)

@@ -22,9 +22,11 @@ from sqlalchemy.engine import Connection
 
 from reachflow.agents.port import Agent, AgentError, DispatchRequest
 from reachflow.domain.compile import compile_definition
+from reachflow.domain.compliance.reactions import ContactReaction, react_to_report
 from reachflow.domain.decider import (
     AgentReported,
     ApplicationFinished,
+    Cancelled,
     Context,
     Decision,
     DispatchFailed,
@@ -37,7 +39,8 @@ from reachflow.domain.decider import (
 from reachflow.domain.enums import Channel, Disposition
 from reachflow.domain.graph import Graph
 from reachflow.runtime.clock import Clock, VirtualClock
-from reachflow.runtime.gates import ContactRules, build_gate, no_contact_rules
+from reachflow.runtime.compliance import ContactCompliance
+from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import ExecutionRecord, InboxItem, OutboxItem, VersionRecord
 from reachflow.store.store import Store
 
@@ -51,8 +54,6 @@ class EngineConfig:
     batch_size: int = 200
     lease: timedelta = timedelta(seconds=60)
     report_timeout: timedelta = timedelta(hours=2)
-    closing_margin: timedelta = timedelta(0)
-    horizon: timedelta = timedelta(days=14)
     max_dispatch_attempts: int = 5
 
 
@@ -78,15 +79,18 @@ class Engine:
         clock: Clock,
         config: EngineConfig | None = None,
         *,
-        contact_rules: ContactRules = no_contact_rules,
+        compliance: ContactCompliance,
         effect_handlers: Mapping[str, EffectHandler] | None = None,
     ) -> None:
         self.store = store
         self.agents = dict(agents)
         self.clock = clock
         self.config = config or EngineConfig()
-        self.contact_rules = contact_rules
-        self.effect_handlers = dict(effect_handlers or {})
+        self.compliance = compliance
+        self.effect_handlers: dict[str, EffectHandler] = {
+            "suppress": self._suppress_effect,
+            **(effect_handlers or {}),
+        }
         self.stats = EngineStats()
         self._versions: dict[str, tuple[VersionRecord, Graph]] = {}
         self._versions_lock = threading.Lock()
@@ -107,16 +111,21 @@ class Engine:
             self._versions[version_id] = entry
         return entry
 
-    def context(self, conn: Connection, record: ExecutionRecord) -> Context:
+    def context(
+        self,
+        conn: Connection,
+        record: ExecutionRecord,
+        now: datetime,
+        *,
+        excluding_key: str | None = None,
+    ) -> Context:
+        """Everything ``decide`` may know, read now: the graph, and the gate for this contact."""
         version, graph = self.version(conn, record.version_id)
         lead = Lead(phone=record.primary_phone, zipcode=record.zipcode, state=record.state)
-        gate = build_gate(
-            version,
-            lead,
-            margin=self.config.closing_margin,
-            horizon=self.config.horizon,
-            contact_rules=self.contact_rules,
+        facts = self.compliance.facts(
+            conn, record.organization_id, record.primary_phone, now, excluding_key=excluding_key
         )
+        gate = self.compliance.gate(version, lead, facts, now)
         return Context(
             graph=graph,
             gate=gate,
@@ -129,7 +138,7 @@ class Engine:
         self, conn: Connection, record: ExecutionRecord, event: Event, now: datetime
     ) -> Decision:
         """Decide and persist in the caller's transaction. Raises what ``decide`` raises."""
-        decision = decide(self.context(conn, record), record.engine, event, now)
+        decision = decide(self.context(conn, record, now), record.engine, event, now)
         self.store.executions.save_decision(conn, record, decision, now)
         self.stats.decisions += 1
         if decision.dispatches or decision.effects:
@@ -170,6 +179,61 @@ class Engine:
         if event is None:
             return
         self._apply_isolated(conn, record, event, now)
+        if isinstance(event, AgentReported):
+            reaction = react_to_report(
+                Channel(item.payload.get("channel", Channel.CALL.value)),
+                event.disposition,
+                item.payload.get("reply"),
+                stop_revokes_all=self.compliance.stop_revokes_all,
+            )
+            if reaction is not None:
+                self.react(
+                    conn,
+                    item.organization_id,
+                    record.primary_phone,
+                    reaction,
+                    now,
+                    execution_id=record.id,
+                )
+
+    def react(
+        self,
+        conn: Connection,
+        organization_id: str,
+        phone: str,
+        reaction: ContactReaction,
+        now: datetime,
+        *,
+        execution_id: str | None = None,
+    ) -> int:
+        """Apply a contact's opt-out or consent; a number suppressed on every channel has its
+        active executions cancelled with the reason. Returns how many were cancelled."""
+        every = self.compliance.react(
+            conn, organization_id, phone, reaction, now, execution_id=execution_id
+        )
+        if not every:
+            return 0
+        return self.cancel_where(
+            conn,
+            ExecutionFilter(organization_id=organization_id, phone=phone),
+            f"number suppressed: {reaction.reason}",
+            now,
+        )
+
+    def cancel_where(
+        self, conn: Connection, flt: ExecutionFilter, reason: str, now: datetime
+    ) -> int:
+        """Cancel every active execution the filter matches, in the caller's transaction."""
+        count = 0
+        for execution_id in self.store.executions.active_ids(conn, flt):
+            record = self.store.executions.get_execution(
+                conn, flt.organization_id, execution_id, lock=True
+            )
+            if record is None or record.engine.is_finished:
+                continue
+            self.apply(conn, record, Cancelled(reason), now)
+            count += 1
+        return count
 
     def advance_due(self) -> int:
         now = self.clock.now()
@@ -224,12 +288,24 @@ class Engine:
             if agent is None or record is None:
                 self.store.queue.finish_outbox(conn, item.id, now, error="agent or execution gone")
                 return
-            hold = self._hold_reason(conn, record, payload, now)
+            # One contact's cap checks are serialized: check, then count this attempt, then
+            # commit, and only then ask the agent (a retry under the same key counts once).
+            self.store.contacts.lock_contact(conn, record.organization_id, record.primary_phone)
+            hold = self._hold_reason(conn, record, item, now)
             if hold is not None:
                 # The window closed (or a rule changed) since the decision: do not dispatch.
                 self.store.queue.finish_outbox(conn, item.id, now, error=hold)
                 self._put_event(conn, item, "dispatch_held", {"reason": hold}, now, now)
                 return
+            self.store.contacts.record_attempt(
+                conn,
+                organization_id=record.organization_id,
+                phone=record.primary_phone,
+                channel=Channel(payload["channel"]),
+                idempotency_key=item.idempotency_key,
+                at=now,
+                execution_id=record.id,
+            )
         provider = self.agents.get(agent.provider)
         request = DispatchRequest(
             idempotency_key=item.idempotency_key,
@@ -267,17 +343,23 @@ class Engine:
                     conn,
                     item,
                     "agent_reported",
-                    {"disposition": result.disposition.value, "call": result.call.to_json()},
+                    {
+                        "disposition": result.disposition.value,
+                        "call": result.call.to_json(),
+                        "channel": payload["channel"],
+                        "reply": result.reply,
+                    },
                     result.reported_at,
                     now,
                 )
 
     def _hold_reason(
-        self, conn: Connection, record: ExecutionRecord, payload: dict[str, Any], now: datetime
+        self, conn: Connection, record: ExecutionRecord, item: OutboxItem, now: datetime
     ) -> str | None:
+        payload = item.payload
         if record.engine.is_finished:
             return f"execution is {record.status}"
-        context = self.context(conn, record)
+        context = self.context(conn, record, now, excluding_key=item.idempotency_key)
         node = context.graph.nodes.get(payload.get("nodeId", ""))
         needs_tcpa = getattr(node.config, "needs_tcpa", True) if node else True
         answer = context.gate.check(now, Channel(payload["channel"]), needs_tcpa)
@@ -300,6 +382,27 @@ class Engine:
             ok = handler(conn, item, now) if handler is not None else False
             self.store.queue.finish_outbox(conn, item.id, now, error=None if ok else "no handler")
             self._put_event(conn, item, "application_finished", {"ok": ok}, now, now)
+
+    def _suppress_effect(self, conn: Connection, item: OutboxItem, now: datetime) -> bool:
+        """The APPLICATION ``suppress`` action: put the execution's number on the list."""
+        params = item.payload
+        channel = str(params.get("channel") or "ALL").upper()
+        channels = frozenset(Channel) if channel == "ALL" else frozenset({Channel(channel)})
+        reaction = ContactReaction(
+            suppress=channels,
+            revoke_consent=channels,
+            reason=str(params.get("reason") or "suppressed by a workflow step"),
+            source="workflow",
+        )
+        self.react(
+            conn,
+            item.organization_id,
+            str(params["phone"]),
+            reaction,
+            now,
+            execution_id=item.execution_id,
+        )
+        return True
 
     def _put_event(
         self,

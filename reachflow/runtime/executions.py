@@ -17,13 +17,14 @@ from reachflow.domain.decider import (
     Resumed,
     new_execution,
 )
-from reachflow.domain.enums import ExecutionStatus
+from reachflow.domain.enums import Channel, ExecutionStatus
 from reachflow.domain.errors import (
     FieldError,
     NotFound,
     ProblemCollector,
     ReachflowError,
     Refused,
+    Suppressed,
     ValidationFailed,
 )
 from reachflow.runtime.clock import Clock
@@ -81,6 +82,7 @@ class ExecutionService:
         with self.store.db.begin() as conn:
             workflow = self._runnable_workflow(conn, organization_id, workflow_id)
             row = self._new_row(organization_id, workflow, body, now, "")
+            self._refuse_suppressed(conn, row, "")
             self.store.executions.insert_executions(conn, [row], now)
         self.engine.wakeup.set()
         return self.get(organization_id, workflow_id, row.id)
@@ -103,6 +105,7 @@ class ExecutionService:
                 lead_id = lead.get("customerLeadId") if isinstance(lead, dict) else None
                 try:
                     row = self._new_row(organization_id, workflow, lead, now, f"leads[{i}].")
+                    self._refuse_suppressed(conn, row, f"leads[{i}].")
                 except ReachflowError as exc:
                     results.append(BulkRow(False, None, _str_or_none(lead_id), exc.message))
                     continue
@@ -127,6 +130,18 @@ class ExecutionService:
                 field="workflowId",
             )
         return workflow
+
+    def _refuse_suppressed(self, conn: Any, row: NewExecution, prefix: str) -> None:
+        """A number suppressed on every channel gets no execution: refused, nothing stored."""
+        suppressed = self.store.contacts.suppressed_channels(
+            conn, row.organization_id, row.primary_phone
+        )
+        if len(suppressed) == len(Channel):
+            reason = next(iter(suppressed.values()))
+            raise Suppressed(
+                f"{row.primary_phone} is on the suppression list ({reason})",
+                field=f"{prefix}primaryPhone",
+            )
 
     def _new_row(
         self,
@@ -283,18 +298,8 @@ class ExecutionService:
             phone=phone,
             customer_lead_id=customer_lead_id,
         )
-        now = self.clock.now()
-        count = 0
         with self.store.db.begin() as conn:
-            for execution_id in self.store.executions.active_ids(conn, flt):
-                record = self.store.executions.get_execution(
-                    conn, organization_id, execution_id, lock=True
-                )
-                if record is None or record.engine.is_finished:
-                    continue
-                self.engine.apply(conn, record, Cancelled(reason), now)
-                count += 1
-        return count
+            return self.engine.cancel_where(conn, flt, reason, self.clock.now())
 
     def delete(self, organization_id: str, workflow_id: str, execution_id: str) -> None:
         with self.store.db.begin() as conn:

@@ -1,47 +1,32 @@
-"""Build the dispatch gate for one execution from its workflow version and contact."""
+"""The workflow's own schedules, read from its version (the contact's rules live in compliance)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
-
-from reachflow.domain.decider import Lead
 from reachflow.domain.errors import ProblemCollector
-from reachflow.domain.gate import Constraint, Gate
-from reachflow.domain.schedule import parse_week_schedule
+from reachflow.domain.gate import Constraint
+from reachflow.domain.schedule import WeekSchedule, parse_week_schedule
 from reachflow.store.records import VersionRecord
 
-#: Extra constraints for a contact (the compliance engine plugs in here).
-ContactRules = Callable[[VersionRecord, Lead], tuple[tuple[Constraint, ...], tuple[str, ...]]]
+
+def workflow_constraints(version: VersionRecord) -> tuple[Constraint, ...]:
+    """The workflow schedule (business hours in the workflow's zone), when it has one."""
+    if version.workflow_schedule is None:
+        return ()
+    schedule = parse_week_schedule(
+        version.workflow_schedule, "workflowSchedule", ProblemCollector()
+    )
+    return (
+        Constraint(
+            rule="workflowSchedule",
+            version=f"v{version.version}",
+            zone=version.timezone,
+            schedule=schedule,
+        ),
+    )
 
 
-def no_contact_rules(
-    _version: VersionRecord, _lead: Lead
-) -> tuple[tuple[Constraint, ...], tuple[str, ...]]:
-    return (), ()
-
-
-def build_gate(
-    version: VersionRecord,
-    lead: Lead,
-    *,
-    margin: timedelta,
-    horizon: timedelta,
-    contact_rules: ContactRules = no_contact_rules,
-) -> Gate:
-    constraints: list[Constraint] = []
-    if version.workflow_schedule is not None:
-        schedule = parse_week_schedule(
-            version.workflow_schedule, "workflowSchedule", ProblemCollector()
-        )
-        constraints.append(
-            Constraint(
-                rule="workflowSchedule",
-                version=f"v{version.version}",
-                zone=version.timezone,
-                schedule=schedule,
-            )
-        )
-    extra, refusals = contact_rules(version, lead)
-    constraints.extend(extra)
-    return Gate(constraints=tuple(constraints), margin=margin, horizon=horizon, refusals=refusals)
+def tcpa_schedule(version: VersionRecord) -> WeekSchedule | None:
+    """The workflow's ``tcpaSchedule`` (None: the documented default applies)."""
+    if version.tcpa_schedule is None:
+        return None
+    return parse_week_schedule(version.tcpa_schedule, "tcpaSchedule", ProblemCollector())

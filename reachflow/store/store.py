@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reachflow.store.accounts import Accounts
+from reachflow.store.contacts import Contacts
 from reachflow.store.database import Database
 from reachflow.store.executions import Executions
 from reachflow.store.queue import Queue
@@ -16,3 +17,4 @@ class Store:
         self.workflows = Workflows()
         self.executions = Executions()
         self.queue = Queue()
+        self.contacts = Contacts()

@@ -207,3 +207,56 @@ inbox = sa.Table(
     sa.Column("due_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
+
+#: The organization's suppression list. Rows are never deleted: removal is recorded (audit).
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("phone", sa.String(20), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),  # ALL | CALL | TEXT
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),  # api | disposition | inbound_text | ...
+    sa.Column("execution_id", ID, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("removed_at", UTCDateTime(), nullable=True),
+    sa.Column("removed_reason", sa.Text(), nullable=True),
+    sa.Index("ix_suppressions_phone", "organization_id", "phone"),
+)
+
+#: Consent per contact and channel (TEXT_CONSENT); revocation is recorded, not deleted.
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("phone", sa.String(20), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("execution_id", ID, nullable=True),
+    sa.Column("granted_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_reason", sa.Text(), nullable=True),
+    sa.Index("ix_consents_phone", "organization_id", "phone"),
+)
+
+#: Every attempt made to a contact, in every workflow: what the rolling frequency caps count.
+#: Written under the contact's lock just before the agent is asked, keyed like the dispatch.
+contact_attempts = sa.Table(
+    "contact_attempts",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("phone", sa.String(20), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("execution_id", ID, nullable=True),
+    sa.Column("idempotency_key", sa.String(120), nullable=False, unique=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_contact_attempts_phone_at", "organization_id", "phone", "at"),
+)

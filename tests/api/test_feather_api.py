@@ -142,7 +142,7 @@ def test_create_execution_answers_exactly_seed_000s_shape(client: TestClient) ->
     response = client.post(
         f"/api/v1/workflow/{wf['id']}/execution",
         json={
-            **lead(phone="(415) 555-0123"),
+            **lead(phone="(212) 555-0123"),
             "zipcode": "94107",
             "state": "CA",
             "variables": {"firstName": "Taylor"},
@@ -157,7 +157,7 @@ def test_create_execution_answers_exactly_seed_000s_shape(client: TestClient) ->
     assert body["metadata"] == {"firstName": "Taylor", "campaign": "renewal-q2"}
     assert body["definition"] == wf["definition"]
     got = client.get(f"/api/v1/workflow/{wf['id']}/execution/{body['id']}").json()
-    assert got["primaryPhone"] == "+14155550123"
+    assert got["primaryPhone"] == "+12125550123"
     assert got["priorityDate"] == "2026-03-12T10:00:00Z"
 
 
@@ -191,7 +191,7 @@ def test_bad_execution_input_is_400_and_stores_nothing(client: TestClient) -> No
     wf = _workflow(client)
     url = f"/api/v1/workflow/{wf['id']}/execution"
     _error(client.post(url, json=lead(phone="123")), 400, "primaryPhone")
-    _error(client.post(url, json={"primaryPhone": "+14155550123"}), 400, "customerLeadId")
+    _error(client.post(url, json={"primaryPhone": "+12125550123"}), 400, "customerLeadId")
     _error(client.post(url, json=lead(zipcode="ABCDE")), 400, "zipcode")
     _error(client.post(url, json=lead(priorityDate="tomorrow")), 400, "priorityDate")
     _error(client.post(url, json=lead(shoeSize=9)), 400, "shoeSize")
@@ -213,7 +213,7 @@ def test_list_filters_and_cursor_pagination(client: TestClient, clock: VirtualCl
     ids = []
     for i in range(5):
         clock.advance(timedelta(seconds=1))
-        response = client.post(f"{url}/execution", json=lead(f"+1415555{i:04d}", f"lead-{i}"))
+        response = client.post(f"{url}/execution", json=lead(f"+1212555{i:04d}", f"lead-{i}"))
         ids.append(response.json()["id"])
     page = client.get(f"{url}/executions", params={"limit": 2}).json()
     seen = [e["id"] for e in page["executions"]]
@@ -229,7 +229,7 @@ def test_list_filters_and_cursor_pagination(client: TestClient, clock: VirtualCl
     assert lean[0]["stepIndex"] is None
     rich = client.get(f"{url}/executions", params={"enriched": "true", "limit": 1}).json()
     assert "definition" in rich["executions"][0]
-    by_phone = client.get(f"{url}/executions", params={"phoneNumber": "+14155550002"}).json()
+    by_phone = client.get(f"{url}/executions", params={"phoneNumber": "+12125550002"}).json()
     assert [e["id"] for e in by_phone["executions"]] == [ids[2]]
     _error(client.get(f"{url}/executions", params={"status": "SLEEPING"}), 400, "status")
 
@@ -251,13 +251,13 @@ def test_put_pauses_resumes_cancels_and_merges_metadata(client: TestClient) -> N
 
 def test_bulk_create_reports_each_row(client: TestClient) -> None:
     wf = _workflow(client)
-    leads = [lead("+14155550100", "ok-1"), lead("nope", "bad-1"), lead("+14155550101", "ok-2")]
+    leads = [lead("+12125550100", "ok-1"), lead("nope", "bad-1"), lead("+12125550101", "ok-2")]
     body = client.post(f"/api/v1/workflow/{wf['id']}/execution/bulk", json={"leads": leads}).json()
     assert (body["total"], body["successful"], body["failed"]) == (3, 2, 1)
     assert [r["success"] for r in body["results"]] == [True, False, True]
     assert body["results"][1]["customerLeadId"] == "bad-1"
     assert "primaryPhone" in body["results"][1]["error"]
-    too_many = {"leads": [lead(f"+1415555{i:04d}", f"l{i}") for i in range(51)]}
+    too_many = {"leads": [lead(f"+1212555{i:04d}", f"l{i}") for i in range(51)]}
     _error(client.post(f"/api/v1/workflow/{wf['id']}/execution/bulk", json=too_many), 400, "leads")
 
 
@@ -265,13 +265,13 @@ def test_cancel_by_phone_and_by_lead(client: TestClient) -> None:
     a = _workflow(client)
     b = _workflow(client)
     for wf in (a, b):
-        client.post(f"/api/v1/workflow/{wf['id']}/execution", json=lead("+14155550123", "x"))
-        client.post(f"/api/v1/workflow/{wf['id']}/execution", json=lead("+14155550124", "y"))
+        client.post(f"/api/v1/workflow/{wf['id']}/execution", json=lead("+12125550123", "x"))
+        client.post(f"/api/v1/workflow/{wf['id']}/execution", json=lead("+12125550124", "y"))
     one = client.post(
-        f"/api/v1/workflow/{a['id']}/executions/cancel", json={"phoneNumber": "+14155550123"}
+        f"/api/v1/workflow/{a['id']}/executions/cancel", json={"phoneNumber": "+12125550123"}
     )
     assert one.json() == {"cancelledCount": 1}
-    everywhere = client.post("/api/v1/executions/cancel", json={"phoneNumber": "4155550123"})
+    everywhere = client.post("/api/v1/executions/cancel", json={"phoneNumber": "2125550123"})
     assert everywhere.json() == {"cancelledCount": 1}
     by_lead = client.post("/api/v1/executions/cancel", json={"customerLeadId": "y"})
     assert by_lead.json() == {"cancelledCount": 2}

@@ -114,8 +114,16 @@ def test_pause_keeps_the_remaining_delay_and_resume_continues_with_it(
     resumed_at = clock.now()
     services.engine.run_until_idle(clock)
     view = services.executions.get(org, wf.id, ex.record.id)
-    # 18 hours of the 24-hour delay were left at the pause.
-    assert view.steps[1].started_at == resumed_at + timedelta(hours=18)
+    # 18 hours of the 24-hour delay were left at the pause: the delay ends at 04:00 New York
+    # time, outside the contact's calling window, so the text waits for 08:00 local.
+    delay_end = resumed_at + timedelta(hours=18)
+    deferred = [
+        e for e in services.executions.events(org, wf.id, ex.record.id) if e.kind == "deferred"
+    ]
+    assert [e.at for e in deferred] == [delay_end]
+    assert set(deferred[0].data["rules"]) == {"tcpaSchedule@default", "US-FED-64.1200c1-hours@1"}
+    assert deferred[0].data["zones"] == ["America/New_York"]
+    assert view.steps[1].started_at == datetime(2026, 3, 13, 12, 0, tzinfo=UTC)
     assert view.record.status == "COMPLETED"
 
 
@@ -159,7 +167,7 @@ def test_simulator_script_per_phone_number(services: Services, clock: VirtualClo
         services,
         org,
         "CALL",
-        script={"+14155550123": ["NO_ANSWER", "WARM_TRANSFER"]},
+        script={"+12125550123": ["NO_ANSWER", "WARM_TRANSFER"]},
         defaultDisposition="DNC",
     )
     body = {
@@ -180,14 +188,22 @@ def test_simulator_script_per_phone_number(services: Services, clock: VirtualClo
     }
     wf = services.workflows.create(org, body)
     scripted = services.executions.create(org, wf.id, lead())
-    other = services.executions.create(org, wf.id, lead("+14155550199", "other"))
+    other = services.executions.create(org, wf.id, lead("+12125550199", "other"))
     services.engine.run_until_idle(clock)
     a = services.executions.get(org, wf.id, scripted.record.id)
     b = services.executions.get(org, wf.id, other.record.id)
     assert [s.disposition for s in a.steps] == ["NO_ANSWER", "WARM_TRANSFER"]
     assert a.record.disposition == "WARM_TRANSFER"
-    assert [s.disposition for s in b.steps] == ["DNC", "DNC", "DNC"]
-    assert b.record.status == "COMPLETED"
+    # DNC puts the number on the suppression list and cancels its execution at once.
+    assert [(s.disposition, s.status) for s in b.steps] == [
+        ("DNC", "COMPLETED"),
+        (None, "CANCELLED"),
+    ]
+    assert b.record.status == "CANCELLED"
+    cancelled = [
+        e for e in services.executions.events(org, wf.id, b.record.id) if e.kind == "cancelled"
+    ]
+    assert "DNC" in cancelled[0].data["reason"]
 
 
 def test_skipped_step_when_conditions_do_not_hold(services: Services, clock: VirtualClock) -> None:

@@ -22,7 +22,7 @@ def test_claim_due_takes_only_due_work_oldest_first(
     later = services.executions.create(
         org, wf.id, lead(startAt=(clock.now() + timedelta(hours=2)).isoformat())
     )
-    now_ex = services.executions.create(org, wf.id, lead("+14155550124", "b"))
+    now_ex = services.executions.create(org, wf.id, lead("+12125550124", "b"))
     with services.db.begin() as conn:
         due = services.store.executions.claim_due(conn, clock.now(), 10, skip_locked=False)
         assert [r.id for r in due] == [now_ex.record.id]

@@ -10,14 +10,14 @@ Everything is pure: instants come in as arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from reachflow.domain.compliance.location import ContactLocation
 from reachflow.domain.compliance.rules import Rule, RuleSet
 from reachflow.domain.enums import Channel
-from reachflow.domain.gate import Constraint, Gate
+from reachflow.domain.gate import Cap, Constraint, Gate
 from reachflow.domain.schedule import DEFAULT_TCPA_SCHEDULE, WeekSchedule
 
 #: The rule name of the workflow's own TCPA schedule (Feather's ``tcpaSchedule``).
@@ -88,6 +88,36 @@ def contact_constraints(
     return tuple(constraints), ()
 
 
+def contact_caps(
+    rules: RuleSet,
+    states: Iterable[str],
+    on: datetime,
+    *,
+    channel_consent: frozenset[Channel] = frozenset(),
+) -> tuple[Cap, ...]:
+    """The rolling frequency caps binding a contact in any of ``states`` around ``on``.
+
+    Caps are never skipped by ``needsTCPACompliance: false``; consent waives a cap only where
+    the rule says so, and only for the consented channels.
+    """
+    today = on.astimezone(UTC).date()
+    caps: list[Cap] = []
+    for rule in rules.applicable(states, today - timedelta(days=1), today + timedelta(days=1)):
+        channels = _channels(rule, channel_consent)
+        if rule.cap is None or not channels:
+            continue
+        caps.append(
+            Cap(
+                rule=rule.id,
+                version=rule.version,
+                max_attempts=rule.cap.max_attempts,
+                window=rule.cap.window,
+                channels=channels,
+            )
+        )
+    return tuple(caps)
+
+
 def cap_allows(
     rules: RuleSet,
     states: Iterable[str],
@@ -103,18 +133,14 @@ def cap_allows(
     which is stricter than counting per subject). An attempt counts for a cap of window W while
     ``now < attempt + W``, so no half-open window of length W ever holds more than the maximum.
     """
-    today = now.astimezone(UTC).date()
     worst: tuple[datetime, str] | None = None
-    for rule in rules.applicable(states, today - timedelta(days=1), today + timedelta(days=1)):
-        cap = rule.cap
-        if cap is None or channel not in _channels(rule, channel_consent):
+    attempts = tuple(recent_attempts)
+    for cap in contact_caps(rules, states, now, channel_consent=channel_consent):
+        if channel not in cap.channels:
             continue
-        live = sorted(a for a in recent_attempts if a + cap.window > now)
-        if len(live) < cap.max_attempts:
-            continue
-        release = live[len(live) - cap.max_attempts] + cap.window
-        if worst is None or release > worst[0]:
-            worst = (release, rule.id)
+        release = cap.release(attempts, now)
+        if release is not None and (worst is None or release > worst[0]):
+            worst = (release, cap.rule)
     if worst is None:
         return CapDecision(True, None, None)
     return CapDecision(False, worst[0], worst[1])
@@ -131,6 +157,7 @@ def explain(
     recent_attempts: Sequence[datetime] = (),
     needs_tcpa: bool = True,
     extra_constraints: Sequence[Constraint] = (),
+    suppressed: Mapping[Channel, str] | None = None,
     margin: timedelta = timedelta(0),
     horizon: timedelta = timedelta(days=14),
 ) -> dict[str, Any]:
@@ -146,11 +173,15 @@ def explain(
         now,
         horizon_days=2 * horizon.days + 2,  # a cap can push the search past one horizon
     )
+    caps = contact_caps(rules, location.states, now, channel_consent=channel_consent)
     gate = Gate(
         constraints=(*extra_constraints, *constraints),
         margin=margin,
         horizon=horizon,
         refusals=refusals,
+        suppressed=dict(suppressed or {}),
+        caps=caps,
+        attempts=tuple(recent_attempts),
     )
     answer = gate.check(now, channel, needs_tcpa)
     cap = cap_allows(
@@ -159,16 +190,12 @@ def explain(
     at = answer.at
     reason = answer.reason
     deciding = list(dict.fromkeys(answer.rules))
-    if not cap.allowed and cap.next_allowed is not None:
-        deciding.append(f"{cap.rule_id}@{rules.by_id(str(cap.rule_id)).version}")
-        reason = f"frequency cap {cap.rule_id} until {_iso(cap.next_allowed)}; {reason}"
-        if at is not None and at < cap.next_allowed:
-            at = gate.check(cap.next_allowed, channel, needs_tcpa).at
     applied = {c.rule for c in gate.applicable(channel, needs_tcpa)}
     return {
         "channel": channel.value,
         "checkedAt": _iso(now),
-        "allowedNow": answer.allowed and cap.allowed,
+        "allowedNow": answer.allowed,
+        "suppressed": answer.suppressed,
         "nextAllowedAt": None if at is None else _iso(at),
         "reason": reason,
         "decidingRules": deciding,

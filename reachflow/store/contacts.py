@@ -1,0 +1,293 @@
+"""Per-contact compliance records: the suppression list, consent, and every attempt made."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from reachflow.domain.enums import Channel
+from reachflow.store.tables import consents, contact_attempts, suppressions
+
+#: A suppression's channel: one channel, or every channel.
+ALL = "ALL"
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionRecord:
+    id: str
+    organization_id: str
+    phone: str
+    channel: str
+    reason: str
+    source: str
+    execution_id: str | None
+    created_at: datetime
+    removed_at: datetime | None
+    removed_reason: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.removed_at is None
+
+    @property
+    def channels(self) -> frozenset[Channel]:
+        return frozenset(Channel) if self.channel == ALL else frozenset({Channel(self.channel)})
+
+
+class Contacts:
+    # -- suppression list ---------------------------------------------------------------
+
+    def add_suppression(
+        self,
+        conn: Connection,
+        *,
+        suppression_id: str,
+        organization_id: str,
+        phone: str,
+        channel: str,
+        reason: str,
+        source: str,
+        now: datetime,
+        execution_id: str | None = None,
+    ) -> tuple[SuppressionRecord, bool]:
+        """Add an entry; an active entry for the same number and channel is kept (False)."""
+        existing = (
+            conn.execute(
+                sa.select(suppressions).where(
+                    suppressions.c.organization_id == organization_id,
+                    suppressions.c.phone == phone,
+                    suppressions.c.channel == channel,
+                    suppressions.c.removed_at.is_(None),
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if existing is not None:
+            return _suppression(existing), False
+        conn.execute(
+            suppressions.insert().values(
+                id=suppression_id,
+                organization_id=organization_id,
+                phone=phone,
+                channel=channel,
+                reason=reason,
+                source=source,
+                execution_id=execution_id,
+                created_at=now,
+            )
+        )
+        record = self.get_suppression(conn, organization_id, suppression_id)
+        assert record is not None
+        return record, True
+
+    def get_suppression(
+        self, conn: Connection, organization_id: str, suppression_id: str
+    ) -> SuppressionRecord | None:
+        row = (
+            conn.execute(
+                sa.select(suppressions).where(
+                    suppressions.c.organization_id == organization_id,
+                    suppressions.c.id == suppression_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _suppression(row) if row else None
+
+    def remove_suppression(
+        self,
+        conn: Connection,
+        organization_id: str,
+        suppression_id: str,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            suppressions.update()
+            .where(
+                suppressions.c.organization_id == organization_id,
+                suppressions.c.id == suppression_id,
+            )
+            .values(removed_at=now, removed_reason=reason)
+        )
+
+    def list_suppressions(
+        self,
+        conn: Connection,
+        organization_id: str,
+        *,
+        phone: str | None = None,
+        include_removed: bool = False,
+        limit: int = 100,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[SuppressionRecord]:
+        query = sa.select(suppressions).where(suppressions.c.organization_id == organization_id)
+        if phone is not None:
+            query = query.where(suppressions.c.phone == phone)
+        if not include_removed:
+            query = query.where(suppressions.c.removed_at.is_(None))
+        if after is not None:
+            created, last_id = after
+            query = query.where(
+                sa.or_(
+                    suppressions.c.created_at > created,
+                    sa.and_(suppressions.c.created_at == created, suppressions.c.id > last_id),
+                )
+            )
+        query = query.order_by(suppressions.c.created_at, suppressions.c.id).limit(limit)
+        return [_suppression(r) for r in conn.execute(query).mappings()]
+
+    def suppressed_channels(
+        self, conn: Connection, organization_id: str, phone: str
+    ) -> dict[Channel, str]:
+        """Each suppressed channel of this number, with the reason of its entry."""
+        out: dict[Channel, str] = {}
+        for record in self.list_suppressions(conn, organization_id, phone=phone):
+            for channel in record.channels:
+                out.setdefault(channel, record.reason)
+        return out
+
+    # -- consent ----------------------------------------------------------------------
+
+    def grant_consent(
+        self,
+        conn: Connection,
+        *,
+        consent_id: str,
+        organization_id: str,
+        phone: str,
+        channel: Channel,
+        source: str,
+        now: datetime,
+        execution_id: str | None = None,
+    ) -> bool:
+        if channel in self.consented_channels(conn, organization_id, phone):
+            return False
+        conn.execute(
+            consents.insert().values(
+                id=consent_id,
+                organization_id=organization_id,
+                phone=phone,
+                channel=channel.value,
+                source=source,
+                execution_id=execution_id,
+                granted_at=now,
+            )
+        )
+        return True
+
+    def revoke_consent(
+        self,
+        conn: Connection,
+        organization_id: str,
+        phone: str,
+        channels: Iterable[Channel],
+        reason: str,
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            consents.update()
+            .where(
+                consents.c.organization_id == organization_id,
+                consents.c.phone == phone,
+                consents.c.channel.in_([c.value for c in channels]),
+                consents.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+
+    def consented_channels(
+        self, conn: Connection, organization_id: str, phone: str
+    ) -> frozenset[Channel]:
+        rows = conn.execute(
+            sa.select(consents.c.channel).where(
+                consents.c.organization_id == organization_id,
+                consents.c.phone == phone,
+                consents.c.revoked_at.is_(None),
+            )
+        )
+        return frozenset(Channel(r.channel) for r in rows)
+
+    # -- attempts (what frequency caps count) -----------------------------------------
+
+    def lock_contact(self, conn: Connection, organization_id: str, phone: str) -> None:
+        """Serialize cap checks for one contact until the transaction ends.
+
+        PostgreSQL: a transaction-scoped advisory lock on the contact. SQLite: BEGIN IMMEDIATE
+        already holds the database's only write lock.
+        """
+        if conn.dialect.name != "postgresql":
+            return
+        digest = hashlib.blake2b(f"{organization_id}:{phone}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+    def record_attempt(
+        self,
+        conn: Connection,
+        *,
+        organization_id: str,
+        phone: str,
+        channel: Channel,
+        idempotency_key: str,
+        at: datetime,
+        execution_id: str | None = None,
+    ) -> None:
+        """Count one attempt; the same idempotency key counts once, however often retried."""
+        exists = conn.execute(
+            sa.select(contact_attempts.c.id).where(
+                contact_attempts.c.idempotency_key == idempotency_key
+            )
+        ).first()
+        if exists is not None:
+            return
+        conn.execute(
+            contact_attempts.insert().values(
+                organization_id=organization_id,
+                phone=phone,
+                channel=channel.value,
+                execution_id=execution_id,
+                idempotency_key=idempotency_key,
+                at=at,
+            )
+        )
+
+    def attempts_since(
+        self,
+        conn: Connection,
+        organization_id: str,
+        phone: str,
+        since: datetime,
+        *,
+        excluding_key: str | None = None,
+    ) -> tuple[datetime, ...]:
+        query = sa.select(contact_attempts.c.at).where(
+            contact_attempts.c.organization_id == organization_id,
+            contact_attempts.c.phone == phone,
+            contact_attempts.c.at > since,
+        )
+        if excluding_key is not None:
+            query = query.where(contact_attempts.c.idempotency_key != excluding_key)
+        return tuple(sorted(r.at for r in conn.execute(query)))
+
+
+def _suppression(row: RowMapping) -> SuppressionRecord:
+    return SuppressionRecord(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        phone=row["phone"],
+        channel=row["channel"],
+        reason=row["reason"],
+        source=row["source"],
+        execution_id=row["execution_id"],
+        created_at=row["created_at"],
+        removed_at=row["removed_at"],
+        removed_reason=row["removed_reason"],
+    )
