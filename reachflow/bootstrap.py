@@ -11,6 +11,7 @@ from reachflow.domain.compliance import NoEvidencePolicy
 from reachflow.runtime.accounts import AccountService, AgentService
 from reachflow.runtime.clock import Clock, SystemClock
 from reachflow.runtime.compliance import ContactCompliance
+from reachflow.runtime.contacts import ContactService
 from reachflow.runtime.engine import Engine, EngineConfig
 from reachflow.runtime.executions import ExecutionService
 from reachflow.runtime.worker import EmbeddedWorker
@@ -34,6 +35,7 @@ class Services:
     agents: AgentService
     workflows: WorkflowService
     executions: ExecutionService
+    contacts: ContactService
 
     def close(self) -> None:
         self.worker.stop()
@@ -94,4 +96,5 @@ def bootstrap(
         agents=AgentService(store, clock),
         workflows=WorkflowService(store, clock, executions),
         executions=executions,
+        contacts=ContactService(store, engine, compliance, clock),
     )

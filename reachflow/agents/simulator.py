@@ -5,6 +5,8 @@ Config (all optional):
 * ``defaultDisposition``: the disposition of every attempt (default ``NO_ANSWER``);
 * ``script``: ``{"+14155550123": ["NO_ANSWER", "CALENDLY"]}``: per phone number, the
   dispositions of this agent's 1st, 2nd, ... dispatch in an execution (the last one repeats);
+* ``replies``: ``{"+14155550123": [null, "STOP"]}``: per phone number, the text the contact
+  sends back after this agent's 1st, 2nd, ... dispatch (null: no reply; the last one repeats);
 * ``distribution``: ``{"NO_ANSWER": 3, "CALENDLY": 1}`` with ``seed``: a weighted draw, seeded by
   the idempotency key, so a retried dispatch gets the same outcome;
 * ``callDurationSecs`` (default 60) for answered calls, ``ringDurationSecs`` (default 30) for
@@ -66,6 +68,14 @@ def choose_disposition(config: dict[str, Any], request: DispatchRequest) -> Disp
     return Disposition(config.get("defaultDisposition", Disposition.NO_ANSWER.value))
 
 
+def choose_reply(config: dict[str, Any], request: DispatchRequest) -> str | None:
+    scripted = (config.get("replies") or {}).get(request.phone)
+    if not scripted:
+        return None
+    reply = scripted[min(request.sequence, len(scripted)) - 1]
+    return str(reply) if reply else None
+
+
 def simulate(request: DispatchRequest) -> DispatchReceipt:
     config = request.agent_config
     disposition = original = choose_disposition(config, request)
@@ -98,5 +108,10 @@ def simulate(request: DispatchRequest) -> DispatchReceipt:
     )
     return DispatchReceipt(
         provider_call_id=call_id,
-        result=AgentResult(disposition=disposition, call=call, reported_at=ended),
+        result=AgentResult(
+            disposition=disposition,
+            call=call,
+            reported_at=ended,
+            reply=choose_reply(config, request),
+        ),
     )

@@ -158,6 +158,18 @@ def _check_simulator_config(config: dict[str, Any], problems: ProblemCollector) 
                 for i, d in enumerate(items):
                     if d not in names:
                         problems.add(f"config.script.{phone}[{i}]", f"unknown disposition {d!r}")
+    replies = config.get("replies")
+    if replies is not None:
+        if not isinstance(replies, dict):
+            problems.add("config.replies", "must map phone numbers to lists of reply texts")
+        else:
+            for phone, items in replies.items():
+                if not isinstance(items, list) or not items:
+                    problems.add(f"config.replies.{phone}", "must be a non-empty list")
+                    continue
+                for i, text in enumerate(items):
+                    if text is not None and not isinstance(text, str):
+                        problems.add(f"config.replies.{phone}[{i}]", "must be a string or null")
     distribution = config.get("distribution")
     if distribution is not None:
         if not isinstance(distribution, dict) or not distribution:

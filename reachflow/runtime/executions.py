@@ -371,13 +371,13 @@ def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
             problems.problems.extend(exc.problems)
             out[key] = None
     zipcode = body.get("zipcode")
-    if zipcode is not None and (not isinstance(zipcode, str) or not _is_zip(zipcode)):
+    if zipcode is not None and (not isinstance(zipcode, str) or not is_zip(zipcode)):
         problems.add(f"{prefix}zipcode", "must be a 5-digit US ZIP code (or ZIP+4)")
-    out["zipcode"] = zipcode[:5] if isinstance(zipcode, str) and _is_zip(zipcode) else None
+    out["zipcode"] = zipcode[:5] if isinstance(zipcode, str) and is_zip(zipcode) else None
     state = body.get("state")
-    if state is not None and (not isinstance(state, str) or not _is_state(state)):
+    if state is not None and (not isinstance(state, str) or not is_state(state)):
         problems.add(f"{prefix}state", "must be a two-letter US state code")
-    out["state"] = state.upper() if isinstance(state, str) and _is_state(state) else None
+    out["state"] = state.upper() if isinstance(state, str) and is_state(state) else None
     for key in ("variables", "metadata"):
         value = body.get(key, {})
         if value is None:
@@ -397,7 +397,7 @@ def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _is_zip(value: str) -> bool:
+def is_zip(value: str) -> bool:
     digits = value.replace("-", "")
     return value[:5].isdigit() and len(value) in (5, 10) and digits.isdigit()
 
@@ -464,5 +464,5 @@ US_STATES = frozenset(
 )
 
 
-def _is_state(value: str) -> bool:
+def is_state(value: str) -> bool:
     return value.upper() in US_STATES
