@@ -14,6 +14,8 @@ from reachflow.runtime.compliance import ContactCompliance
 from reachflow.runtime.contacts import ContactService
 from reachflow.runtime.engine import Engine, EngineConfig
 from reachflow.runtime.executions import ExecutionService
+from reachflow.runtime.graph_workflows import GraphWorkflowService
+from reachflow.runtime.leads import LeadService
 from reachflow.runtime.worker import EmbeddedWorker
 from reachflow.runtime.workflows import WorkflowService
 from reachflow.settings import Settings
@@ -36,6 +38,8 @@ class Services:
     workflows: WorkflowService
     executions: ExecutionService
     contacts: ContactService
+    graph_workflows: GraphWorkflowService
+    leads: LeadService
 
     def close(self) -> None:
         self.worker.stop()
@@ -83,6 +87,7 @@ def bootstrap(
         bulk_limit=settings.bulk_limit,
         insert_batch=settings.bulk_insert_batch,
     )
+    workflows = WorkflowService(store, clock, executions)
     return Services(
         settings=settings,
         db=db,
@@ -94,7 +99,9 @@ def bootstrap(
         worker=EmbeddedWorker(engine, clock, poll_seconds=settings.worker_poll_seconds),
         accounts=AccountService(store, clock),
         agents=AgentService(store, clock),
-        workflows=WorkflowService(store, clock, executions),
+        workflows=workflows,
         executions=executions,
         contacts=ContactService(store, engine, compliance, clock),
+        graph_workflows=GraphWorkflowService(store, engine, clock, workflows),
+        leads=LeadService(store, engine, clock),
     )

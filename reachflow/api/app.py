@@ -9,7 +9,15 @@ from fastapi import FastAPI
 
 from reachflow import __version__
 from reachflow.api.errors import install_error_handlers
-from reachflow.api.routes import agents, compliance, executions, ops, workflows
+from reachflow.api.routes import (
+    agents,
+    compliance,
+    dialnexa,
+    dialnexa_leads,
+    executions,
+    ops,
+    workflows,
+)
 from reachflow.bootstrap import Services
 
 
@@ -27,6 +35,6 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
     app = FastAPI(title="reachflow", version=__version__, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
-    for module in (agents, workflows, executions, compliance, ops):
+    for module in (agents, workflows, executions, compliance, dialnexa, dialnexa_leads, ops):
         app.include_router(module.router)
     return app

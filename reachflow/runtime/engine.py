@@ -111,6 +111,11 @@ class Engine:
             self._versions[version_id] = entry
         return entry
 
+    def forget_version(self, version_id: str) -> None:
+        """Drop a cached version after a draft's version was rewritten in place."""
+        with self._versions_lock:
+            self._versions.pop(version_id, None)
+
     def context(
         self,
         conn: Connection,

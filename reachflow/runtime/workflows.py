@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +10,12 @@ from typing import Any
 from reachflow.domain.definition import normalize_linear
 from reachflow.domain.enums import Channel
 from reachflow.domain.errors import NotFound, ValidationFailed
+from reachflow.domain.graph_definition import (
+    check_graph_definition,
+    is_graph,
+    raise_if_problems,
+    validate_for_activation,
+)
 from reachflow.domain.schedule import parse_timezone, parse_week_schedule
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.executions import ExecutionService
@@ -48,6 +55,8 @@ class WorkflowService:
         with self.store.db.begin() as conn:
             channels = self._channels(conn, organization_id)
             values = validate_workflow(body, channels, partial=False)
+            if values.get("active", True):
+                check_runnable(values["definition"], channels)
             workflow_id = str(uuid.uuid4())
             self.store.workflows.insert_workflow(
                 conn,
@@ -97,6 +106,8 @@ class WorkflowService:
                     changes[key] = values[key]
             if "active" in values:
                 changes["status"] = "active" if values["active"] else "paused"
+            if values.get("active", current.active) and "definition" in values:
+                check_runnable(values["definition"], channels)
             if VERSIONED_FIELDS & values.keys():
                 merged = {
                     "timezone": current.timezone,
@@ -174,9 +185,24 @@ def validate_workflow(
         if key in body:
             problems.add(key, "legacy field: use workflowSchedule with timeRanges")
     if "definition" in body or not partial:
+        raw = body.get("definition")
         try:
-            out["definition"] = normalize_linear(body.get("definition"), channels, _new_ids())
+            if is_graph(raw):
+                check_graph_definition(raw, root="definition")
+                out["definition"] = copy.deepcopy(raw)
+            else:
+                out["definition"] = normalize_linear(raw, channels, _new_ids())
         except ValidationFailed as exc:
             problems.problems.extend(exc.problems)
     problems.raise_if_any()
     return out
+
+
+def check_runnable(definition: dict[str, Any], channels: dict[str, Channel]) -> None:
+    """A graph that is about to run must pass the activation checks (linear ones already do)."""
+    if is_graph(definition):
+        raise_if_problems(
+            validate_for_activation(
+                definition, agents=channels, variable_keys=None, root="definition"
+            )
+        )

@@ -51,6 +51,8 @@ class ExecutionFilter:
     status: str | None = None
     customer_lead_id: str | None = None
     phone: str | None = None
+    statuses: tuple[str, ...] | None = None
+    node_id: str | None = None
 
 
 class Executions:
@@ -130,6 +132,49 @@ class Executions:
             )
         query = query.order_by(executions.c.created_at, executions.c.id).limit(limit)
         return [_execution(r) for r in conn.execute(query).mappings()]
+
+    def page(
+        self, conn: Connection, flt: ExecutionFilter, *, limit: int, offset: int
+    ) -> tuple[list[ExecutionRecord], int]:
+        """One page (oldest first) and the total count."""
+        total = conn.execute(
+            sa.select(sa.func.count()).select_from(executions).where(*_where(flt))
+        ).scalar_one()
+        rows = conn.execute(
+            sa.select(executions)
+            .where(*_where(flt))
+            .order_by(executions.c.created_at, executions.c.id)
+            .limit(limit)
+            .offset(offset)
+        ).mappings()
+        return [_execution(r) for r in rows], int(total)
+
+    def variable_keys(self, conn: Connection, organization_id: str, workflow_id: str) -> list[str]:
+        """The union of the variable names of a workflow's executions (lead upload columns)."""
+        rows = conn.execute(
+            sa.select(executions.c.variables).where(
+                executions.c.organization_id == organization_id,
+                executions.c.workflow_id == workflow_id,
+            )
+        )
+        keys: set[str] = set()
+        for row in rows:
+            keys.update(row.variables or {})
+        return sorted(keys)
+
+    def repin(
+        self, conn: Connection, record: ExecutionRecord, version_id: str, state: ExecutionState
+    ) -> None:
+        """Move a not-yet-started execution to a version and set its start timer."""
+        conn.execute(
+            executions.update()
+            .where(executions.c.id == record.id)
+            .values(
+                version_id=version_id,
+                due_at=state.wake_at,
+                engine_state=state_to_json(state),
+            )
+        )
 
     def active_ids(self, conn: Connection, flt: ExecutionFilter) -> list[str]:
         rows = conn.execute(
@@ -340,6 +385,10 @@ def _where(flt: ExecutionFilter) -> list[Any]:
         where.append(executions.c.customer_lead_id == flt.customer_lead_id)
     if flt.phone is not None:
         where.append(executions.c.primary_phone == flt.phone)
+    if flt.statuses is not None:
+        where.append(executions.c.status.in_(flt.statuses))
+    if flt.node_id is not None:
+        where.append(executions.c.node_id == flt.node_id)
     return where
 
 

@@ -133,18 +133,26 @@ class Workflows:
             .mappings()
             .first()
         )
-        if row is None:
-            return None
-        return VersionRecord(
-            id=row["id"],
-            organization_id=row["organization_id"],
-            workflow_id=row["workflow_id"],
-            version=row["version"],
-            timezone=row["timezone"],
-            workflow_schedule=row["workflow_schedule"],
-            tcpa_schedule=row["tcpa_schedule"],
-            definition=row["definition"],
+        return _version(row) if row is not None else None
+
+    def replace_version(self, conn: Connection, version_id: str, version: dict[str, Any]) -> None:
+        """Rewrite a version in place: only for drafts, whose versions no execution has run."""
+        conn.execute(
+            workflow_versions.update().where(workflow_versions.c.id == version_id).values(**version)
         )
+
+    def list_versions(
+        self, conn: Connection, organization_id: str, workflow_id: str
+    ) -> list[tuple[VersionRecord, datetime]]:
+        rows = conn.execute(
+            sa.select(workflow_versions)
+            .where(
+                workflow_versions.c.organization_id == organization_id,
+                workflow_versions.c.workflow_id == workflow_id,
+            )
+            .order_by(workflow_versions.c.version)
+        ).mappings()
+        return [(_version(r), r["created_at"]) for r in rows]
 
     def agent_in_use(self, conn: Connection, organization_id: str, agent_id: str) -> bool:
         rows = conn.execute(
@@ -182,4 +190,17 @@ def _workflow(row: Any) -> WorkflowRecord:
         definition=row["definition"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def _version(row: Any) -> VersionRecord:
+    return VersionRecord(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        workflow_id=row["workflow_id"],
+        version=row["version"],
+        timezone=row["timezone"],
+        workflow_schedule=row["workflow_schedule"],
+        tcpa_schedule=row["tcpa_schedule"],
+        definition=row["definition"],
     )

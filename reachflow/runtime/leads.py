@@ -1,0 +1,310 @@
+"""Leads of a graph workflow: enrolment (CSV or JSON), listing, removal, history, variable keys.
+
+A lead is an execution: the Feather endpoints see it too. Leads enrolled while the workflow is
+a draft (or paused) wait without a timer and start when it is activated (or resumed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+
+from reachflow.domain.compile import compile_definition
+from reachflow.domain.decider import Cancelled, new_execution
+from reachflow.domain.enums import Channel, ExecutionStatus
+from reachflow.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
+from reachflow.domain.graph import NodeKind
+from reachflow.runtime.clock import Clock
+from reachflow.runtime.engine import Engine
+from reachflow.runtime.executions import is_state, is_zip
+from reachflow.runtime.phones import to_e164
+from reachflow.store.executions import ExecutionFilter, NewExecution
+from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord, WorkflowRecord
+from reachflow.store.store import Store
+
+#: Lead status (DialNexa's list vocabulary) <- execution status.
+LEAD_STATUS = {
+    ExecutionStatus.CREATED.value: "pending",
+    ExecutionStatus.RUNNING.value: "in_progress",
+    ExecutionStatus.PAUSED.value: "in_progress",
+    ExecutionStatus.COMPLETED.value: "completed",
+    ExecutionStatus.CANCELLED.value: "removed",
+    ExecutionStatus.FAILED.value: "failed",
+}
+#: Columns that describe the contact rather than becoming variables only.
+LOCATION_COLUMNS = ("zipcode", "state")
+RESERVED_COLUMNS = frozenset({"phone_number", "customer_lead_id", "metadata"})
+MAX_LEADS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    workflow_id: str
+    count: int
+
+
+def parse_lead_csv(raw: bytes) -> list[dict[str, Any]]:
+    """Rows of a CSV upload as dicts; a ``phone_number`` column is required."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(FieldError("file", "must be UTF-8 CSV text")) from exc
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    if "phone_number" not in columns:
+        raise ValidationFailed(FieldError("file", "a phone_number column is required"))
+    rows = []
+    for row in reader:
+        cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+        if any(cleaned.values()):
+            rows.append({k: v for k, v in cleaned.items() if v != "" or k == "phone_number"})
+    return rows
+
+
+class LeadService:
+    def __init__(self, store: Store, engine: Engine, clock: Clock) -> None:
+        self.store = store
+        self.engine = engine
+        self.clock = clock
+
+    def enroll(self, organization_id: str, workflow_id: str, rows: object) -> Enrolled:
+        """All or nothing: any bad row is a 400 listing every bad row, grouped by reason."""
+        if not isinstance(rows, list) or not rows:
+            raise ValidationFailed(FieldError("leads", "must be a non-empty list of leads"))
+        if len(rows) > MAX_LEADS:
+            raise ValidationFailed(FieldError("leads", f"at most {MAX_LEADS} leads per upload"))
+        now = self.clock.now()
+        with self.store.db.begin() as conn:
+            workflow = self._workflow(conn, organization_id, workflow_id)
+            if workflow.status in ("completed", "cancelled"):
+                raise Conflict(f"workflow is {workflow.status}; it takes no new leads")
+            starts = workflow.status == "active"
+            problems: list[FieldError] = []
+            new_rows: list[NewExecution] = []
+            for i, row in enumerate(rows):
+                try:
+                    new_rows.append(self._row(conn, organization_id, workflow, row, i, now, starts))
+                except ValidationFailed as exc:
+                    problems.extend(exc.problems)
+            if problems:
+                raise ValidationFailed(_grouped(problems))
+            for start in range(0, len(new_rows), 500):
+                self.store.executions.insert_executions(conn, new_rows[start : start + 500], now)
+        self.engine.wakeup.set()
+        return Enrolled(workflow_id, len(new_rows))
+
+    def _row(
+        self,
+        conn: Any,
+        organization_id: str,
+        workflow: WorkflowRecord,
+        row: object,
+        index: int,
+        now: Any,
+        starts: bool,
+    ) -> NewExecution:
+        where = f"leads[{index}]"
+        if not isinstance(row, dict):
+            raise ValidationFailed(FieldError(where, "must be an object"))
+        phone = to_e164(row.get("phone_number"), f"{where}.phone_number")
+        zipcode = row.get("zipcode")
+        state = row.get("state")
+        problems = []
+        if zipcode is not None and (not isinstance(zipcode, str) or not is_zip(zipcode)):
+            problems.append(FieldError(f"{where}.zipcode", "must be a 5-digit US ZIP code"))
+        if state is not None and (not isinstance(state, str) or not is_state(state)):
+            problems.append(FieldError(f"{where}.state", "must be a two-letter US state code"))
+        metadata = row.get("metadata", {})
+        if not isinstance(metadata, dict):
+            problems.append(FieldError(f"{where}.metadata", "must be an object"))
+        suppressed = self.store.contacts.suppressed_channels(conn, organization_id, phone)
+        if len(suppressed) == len(Channel):
+            problems.append(FieldError(f"{where}.phone_number", "is on the suppression list"))
+        if problems:
+            raise ValidationFailed(problems)
+        variables = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
+        execution_id = str(uuid.uuid4())
+        state_ = new_execution(execution_id, now=now, variables=variables, metadata=metadata)
+        if not starts:
+            state_ = replace(state_, wake_at=None)
+        lead_id = row.get("customer_lead_id")
+        return NewExecution(
+            id=execution_id,
+            organization_id=organization_id,
+            workflow_id=workflow.id,
+            version_id=workflow.version_id,
+            customer_lead_id=str(lead_id) if lead_id is not None else None,
+            primary_phone=phone,
+            zipcode=zipcode[:5] if isinstance(zipcode, str) else None,
+            state=state.upper() if isinstance(state, str) else None,
+            forwarding_phone_number=None,
+            variables=variables,
+            metadata=dict(metadata),
+            priority_date=None,
+            start_at=None,
+            engine=state_,
+        )
+
+    def list(
+        self,
+        organization_id: str,
+        workflow_id: str,
+        *,
+        page: int,
+        limit: int,
+        status: str | None,
+        current_node_id: str | None,
+    ) -> tuple[list[ExecutionRecord], int]:
+        statuses: tuple[str, ...] | None = None
+        if status is not None:
+            wanted = "in_progress" if status in ("active", "running") else status
+            statuses = tuple(k for k, v in LEAD_STATUS.items() if v == wanted)
+            if not statuses:
+                raise ValidationFailed(
+                    FieldError(
+                        "status", f"must be one of {', '.join(sorted(set(LEAD_STATUS.values())))}"
+                    )
+                )
+        with self.store.db.begin() as conn:
+            self._workflow(conn, organization_id, workflow_id)
+            flt = ExecutionFilter(
+                organization_id=organization_id,
+                workflow_id=workflow_id,
+                statuses=statuses,
+                node_id=current_node_id,
+            )
+            return self.store.executions.page(conn, flt, limit=limit, offset=(page - 1) * limit)
+
+    def remove(self, organization_id: str, workflow_id: str, lead_id: str) -> ExecutionRecord:
+        """Later steps are cancelled; history is kept. 409 when the lead already finished."""
+        now = self.clock.now()
+        with self.store.db.begin() as conn:
+            record = self._lead(conn, organization_id, workflow_id, lead_id, lock=True)
+            if record.engine.is_finished:
+                raise Conflict(f"lead {lead_id} is already {LEAD_STATUS[record.status]}")
+            self.engine.apply(conn, record, Cancelled("lead removed"), now)
+            removed = self._lead(conn, organization_id, workflow_id, lead_id)
+        return removed
+
+    def get(self, organization_id: str, workflow_id: str, lead_id: str) -> ExecutionRecord:
+        with self.store.db.begin() as conn:
+            return self._lead(conn, organization_id, workflow_id, lead_id)
+
+    def history(self, organization_id: str, workflow_id: str, lead_id: str) -> dict[str, Any]:
+        with self.store.db.begin() as conn:
+            record = self._lead(conn, organization_id, workflow_id, lead_id)
+            version = self.store.workflows.get_version(conn, record.version_id)
+            steps = self.store.executions.steps_of(conn, [record.id])[record.id]
+            events = self.store.executions.events_of(conn, record.id)
+        assert version is not None
+        return {
+            "record": record,
+            "definition": version.definition,
+            "history": node_visits(version.definition, events, steps),
+            "transitions": [
+                {
+                    "from": e.data.get("source"),
+                    "to": e.data.get("target"),
+                    "reason": e.data.get("outcome"),
+                    "timestamp": e.at,
+                }
+                for e in events
+                if e.kind == "transition"
+            ],
+        }
+
+    def variable_keys(self, organization_id: str, workflow_id: str) -> list[str]:
+        with self.store.db.begin() as conn:
+            self._workflow(conn, organization_id, workflow_id)
+            return self.store.executions.variable_keys(conn, organization_id, workflow_id)
+
+    def _workflow(self, conn: Any, organization_id: str, workflow_id: str) -> WorkflowRecord:
+        workflow = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
+        if workflow is None:
+            raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
+        return workflow
+
+    def _lead(
+        self, conn: Any, organization_id: str, workflow_id: str, lead_id: str, *, lock: bool = False
+    ) -> ExecutionRecord:
+        self._workflow(conn, organization_id, workflow_id)
+        record = self.store.executions.get_execution(
+            conn, organization_id, lead_id, workflow_id=workflow_id, lock=lock
+        )
+        if record is None:
+            raise NotFound(f"lead {lead_id} not found in this workflow", field="leadId")
+        return record
+
+
+def node_visits(
+    definition: dict[str, Any], events: list[EventRecord], steps: list[StepRecord]
+) -> list[dict[str, Any]]:
+    """One row per node a lead entered: when it entered and left, and how it left."""
+    names = _node_names(definition)
+    calls = {(s.node_id, s.visit): (s.agent_call or {}).get("id") for s in steps if s.agent_call}
+    visits: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
+
+    def enter(node_id: str, at: Any) -> None:
+        counts[node_id] += 1
+        label, node_type = names.get(node_id, (node_id, "UNKNOWN"))
+        visits.append(
+            {
+                "node_id": node_id,
+                "node_label": label,
+                "node_type": node_type,
+                "status": "waiting",
+                "call_id": calls.get((node_id, counts[node_id])),
+                "entered_at": at,
+                "exited_at": None,
+            }
+        )
+
+    def leave(status: str, at: Any) -> None:
+        if visits and visits[-1]["exited_at"] is None:
+            visits[-1]["status"] = status
+            visits[-1]["exited_at"] = at
+
+    entry = compile_definition(definition).entry if definition else None
+    for event in events:
+        if event.kind == "started" and entry is not None:
+            enter(entry, event.at)
+        elif event.kind == "transition":
+            leave(str(event.data.get("outcome", "")).lower(), event.at)
+            enter(str(event.data["target"]), event.at)
+        elif event.kind == "finished":
+            leave("completed", event.at)
+        elif event.kind in ("cancelled", "failed"):
+            leave(event.kind, event.at)
+    return visits
+
+
+def _node_names(definition: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    if isinstance(definition.get("nodes"), list):
+        return {
+            str(n.get("id")): (str(n.get("label") or n.get("id")), str(n.get("node_type")))
+            for n in definition["nodes"]
+            if isinstance(n, dict)
+        }
+    graph = compile_definition(definition)
+    out: dict[str, tuple[str, str]] = {}
+    for node in graph.nodes.values():
+        channel = getattr(node.config, "channel", None)
+        kind = {Channel.CALL: "VOICE_CALL", Channel.TEXT: "SMS"}.get(channel, node.kind.value)
+        out[node.id] = (
+            node.label or node.id,
+            kind if node.kind is NodeKind.ACTION else node.kind.value,
+        )
+    return out
+
+
+def _grouped(problems: list[FieldError]) -> list[FieldError]:
+    """Row errors grouped by reason (the same message together), rows in order within."""
+    order: dict[str, int] = {}
+    for p in problems:
+        order.setdefault(p.message, len(order))
+    return sorted(problems, key=lambda p: order[p.message])
