@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +27,12 @@ class Settings(BaseSettings):
     window_horizon_days: int = 14
     #: A contact with no usable ZIP, phone or state: REFUSE (never contact) or ALL_US_ZONES.
     no_location_policy: Literal["REFUSE", "ALL_US_ZONES"] = "REFUSE"
+
+    @field_validator("no_location_policy", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     #: An opt-out reply to a text stops calls too (FCC "revoke-all"), not just texts.
     stop_revokes_all: bool = False
     bulk_limit: int = 1000

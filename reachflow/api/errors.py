@@ -18,6 +18,7 @@ from reachflow.domain.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from reachflow.domain.graph_definition import GraphInvalid
 
 STATUS_BY_ERROR: list[tuple[type[ReachflowError], int]] = [
     (ValidationFailed, 400),
@@ -56,7 +57,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ReachflowError)
     async def _domain(_request: Request, exc: ReachflowError) -> JSONResponse:
         status = status_of(exc)
-        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+        errors: list[dict[str, str]] = [
+            {"field": e.field, "message": e.message} for e in exc.errors
+        ]
+        if isinstance(exc, GraphInvalid):  # each problem also names its machine code
+            errors = [p.to_json() for p in exc.graph_problems]
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(
             error_body(status, exc.message, exc.code, exc.field, errors), status, headers=headers
