@@ -683,7 +683,15 @@ class _Run:
                 Effect(step_id, "suppress", {"phone": self.ctx.lead.phone, **params})
             )
         else:
-            self.effects.append(Effect(step_id, config.action, params))
+            context = {
+                "executionId": self.s.execution_id,
+                "nodeId": node.id,
+                "phoneNumber": self.ctx.lead.phone,
+                "variables": dict(self.s.variables),
+                "metadata": dict(self.s.metadata),
+                "disposition": self.s.disposition.value if self.s.disposition else None,
+            }
+            self.effects.append(Effect(step_id, config.action, {**params, "context": context}))
             self.steps.append(
                 StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now)
             )

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from reachflow.agents.http_action import HttpAction
 from reachflow.agents.port import Agent, AgentError, DispatchRequest
 from reachflow.domain.compile import compile_definition
 from reachflow.domain.compliance.reactions import ContactReaction, react_to_report
@@ -80,6 +81,7 @@ class Engine:
         config: EngineConfig | None = None,
         *,
         compliance: ContactCompliance,
+        http: HttpAction | None = None,
         effect_handlers: Mapping[str, EffectHandler] | None = None,
     ) -> None:
         self.store = store
@@ -87,6 +89,7 @@ class Engine:
         self.clock = clock
         self.config = config or EngineConfig()
         self.compliance = compliance
+        self.http = http or HttpAction()
         self.effect_handlers: dict[str, EffectHandler] = {
             "suppress": self._suppress_effect,
             **(effect_handlers or {}),
@@ -382,15 +385,34 @@ class Engine:
 
     def _effect(self, item: OutboxItem) -> None:
         now = self.clock.now()
-        handler = self.effect_handlers.get(item.payload.get("action", ""))
+        action = item.payload.get("action", "")
+        if action == "http":
+            # Outside any transaction: a slow endpoint must not hold the database.
+            outcome = self.http.perform(
+                dict(item.payload.get("params") or {}),
+                idempotency_key=item.idempotency_key,
+                now=now,
+            )
+            ok, detail = outcome.ok, outcome.detail
+            with self.store.db.begin() as conn:
+                self._finish_effect(conn, item, ok, detail, now)
+            return
+        handler = self.effect_handlers.get(action)
         with self.store.db.begin() as conn:
             ok = handler(conn, item, now) if handler is not None else False
-            self.store.queue.finish_outbox(conn, item.id, now, error=None if ok else "no handler")
-            self._put_event(conn, item, "application_finished", {"ok": ok}, now, now)
+            detail = "done" if ok else f"no handler for {action!r}"
+            self._finish_effect(conn, item, ok, detail, now)
+
+    def _finish_effect(
+        self, conn: Connection, item: OutboxItem, ok: bool, detail: str, now: datetime
+    ) -> None:
+        self.store.queue.finish_outbox(conn, item.id, now, error=None if ok else detail)
+        payload = {"ok": ok, "detail": detail}
+        self._put_event(conn, item, "application_finished", payload, now, now)
 
     def _suppress_effect(self, conn: Connection, item: OutboxItem, now: datetime) -> bool:
         """The APPLICATION ``suppress`` action: put the execution's number on the list."""
-        params = item.payload
+        params = dict(item.payload.get("params") or {})
         channel = str(params.get("channel") or "ALL").upper()
         channels = frozenset(Channel) if channel == "ALL" else frozenset({Channel(channel)})
         reaction = ContactReaction(
