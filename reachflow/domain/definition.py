@@ -230,7 +230,7 @@ def compile_linear(definition: Mapping[str, Any]) -> Graph:
                         channel=Channel(step["type"]),
                         agent_id=step["agentId"],
                         leave_voicemail=step.get("leaveVoicemail", False),
-                        message=step.get("initialMessage"),
+                        message=step.get("initialMessage") or step.get("voicemailMessage"),
                         needs_tcpa=step.get("needsTCPACompliance", True),
                         delay_secs=step.get("delayInSecs", 0),
                         guard=guard if attempt == 1 else None,

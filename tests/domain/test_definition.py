@@ -303,3 +303,12 @@ def test_compile_definition_rejects_other_forms() -> None:
 )
 def test_edge_labels(label: str | None, outcome: str, matches: bool) -> None:
     assert Edge("a", "b", label).matches(outcome) is matches
+
+
+def test_a_calls_voicemail_message_is_the_message_it_carries() -> None:
+    graph = compile_definition(
+        normalize({"steps": [call(leaveVoicemail=True, voicemailMessage="Hi {{firstName}}")]})
+    )
+    config = graph.node("new-1").config
+    assert isinstance(config, ActionConfig)
+    assert config.message == "Hi {{firstName}}"
