@@ -25,6 +25,7 @@ from reachflow.domain.compliance.policy import (
     cap_allows,
     contact_constraints,
     explain,
+    next_allowed,
 )
 from reachflow.domain.compliance.rules import (
     Confidence,
@@ -55,5 +56,6 @@ __all__ = [
     "load_location_data",
     "load_rules",
     "locate_contact",
+    "next_allowed",
     "parse_rules",
 ]

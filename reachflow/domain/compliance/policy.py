@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from reachflow.domain.compliance.location import ContactLocation
 from reachflow.domain.compliance.rules import Rule, RuleSet
 from reachflow.domain.enums import Channel
-from reachflow.domain.gate import Cap, Constraint, Gate
+from reachflow.domain.gate import Cap, Constraint, Gate, GateAnswer
 from reachflow.domain.schedule import DEFAULT_TCPA_SCHEDULE, WeekSchedule
 
 #: The rule name of the workflow's own TCPA schedule (Feather's ``tcpaSchedule``).
@@ -144,6 +144,46 @@ def cap_allows(
     if worst is None:
         return CapDecision(True, None, None)
     return CapDecision(False, worst[0], worst[1])
+
+
+def next_allowed(
+    instant: datetime,
+    rules: RuleSet,
+    location: ContactLocation,
+    channel: Channel,
+    *,
+    tcpa_schedule: WeekSchedule | None = None,
+    channel_consent: frozenset[Channel] = frozenset(),
+    recent_attempts: Sequence[datetime] = (),
+    needs_tcpa: bool = True,
+    extra_constraints: Sequence[Constraint] = (),
+    suppressed: Mapping[Channel, str] | None = None,
+    margin: timedelta = timedelta(0),
+    horizon: timedelta = timedelta(days=14),
+) -> GateAnswer:
+    """The earliest instant at or after ``instant`` when ``channel`` may reach the contact.
+
+    ``GateAnswer.at`` is that instant (``instant`` itself when allowed now) or None, "never
+    within the horizon", with the reason, the deciding ``rule@version``s and the zones.
+    """
+    constraints, refusals = contact_constraints(
+        rules,
+        location,
+        tcpa_schedule,
+        channel_consent,
+        instant,
+        horizon_days=2 * horizon.days + 2,  # a cap can push the search past one horizon
+    )
+    gate = Gate(
+        constraints=(*extra_constraints, *constraints),
+        margin=margin,
+        horizon=horizon,
+        refusals=refusals,
+        suppressed=dict(suppressed or {}),
+        caps=contact_caps(rules, location.states, instant, channel_consent=channel_consent),
+        attempts=tuple(recent_attempts),
+    )
+    return gate.check(instant, channel, needs_tcpa)
 
 
 def explain(

@@ -16,6 +16,7 @@ from reachflow.domain.compliance import (
     explain,
     load_rules,
     locate_contact,
+    next_allowed,
 )
 from reachflow.domain.enums import Channel
 from reachflow.domain.gate import Gate, GateAnswer
@@ -274,3 +275,20 @@ def test_explain_refusal_and_outside_window() -> None:
     assert closed["nextAllowedAt"] == "2026-06-10T13:00:00Z"
     assert closed["decidingRules"] == ["US-CT-42-288a-hours@1"]
     assert closed["decidingZones"] == [NY]
+
+
+def test_next_allowed_combines_windows_caps_and_suppression() -> None:
+    rules = load_rules()
+    friday_noon = local(NY, 2026, 6, 12, 12)
+    three = (friday_noon - timedelta(hours=3), friday_noon - timedelta(hours=2), friday_noon)
+    held = next_allowed(friday_noon, rules, MIAMI, Channel.CALL, recent_attempts=three)
+    # The oldest attempt leaves the 24-hour window at 09:00 Saturday, inside 8-20.
+    assert held.at == local(NY, 2026, 6, 13, 9)
+    assert "US-FL-501.616-hours-cap@1" in held.rules
+    free = next_allowed(friday_noon, rules, MIAMI, Channel.CALL)
+    assert free.allowed
+    assert free.at == friday_noon
+    blocked = next_allowed(
+        friday_noon, rules, MIAMI, Channel.TEXT, suppressed={Channel.TEXT: "STOP"}
+    )
+    assert (blocked.at, blocked.suppressed) == (None, True)
