@@ -86,9 +86,7 @@ class ContactCompliance:
                 policy=self.no_evidence,
                 data=self.location_data,
             )
-            if len(self._locations) >= _CACHE_LIMIT:
-                self._locations.clear()
-            self._locations[key] = found
+            _remember(self._locations, key, found)
         return found
 
     def facts(
@@ -144,9 +142,7 @@ class ContactCompliance:
                 now,
                 horizon_days=self.horizon.days + 2,
             )
-            if len(self._windows) >= _CACHE_LIMIT:
-                self._windows.clear()
-            self._windows[key] = cached
+            _remember(self._windows, key, cached)
         return cached
 
     def explain(
@@ -226,3 +222,10 @@ class ContactCompliance:
                 execution_id=execution_id,
             )
         return every
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """A bounded memo: emptied when full (cheap, and the working set refills it at once)."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value

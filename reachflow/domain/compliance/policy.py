@@ -166,6 +166,35 @@ def next_allowed(
     ``GateAnswer.at`` is that instant (``instant`` itself when allowed now) or None, "never
     within the horizon", with the reason, the deciding ``rule@version``s and the zones.
     """
+    gate = contact_gate(
+        instant,
+        rules,
+        location,
+        tcpa_schedule=tcpa_schedule,
+        channel_consent=channel_consent,
+        recent_attempts=recent_attempts,
+        extra_constraints=extra_constraints,
+        suppressed=suppressed,
+        margin=margin,
+        horizon=horizon,
+    )
+    return gate.check(instant, channel, needs_tcpa)
+
+
+def contact_gate(
+    instant: datetime,
+    rules: RuleSet,
+    location: ContactLocation,
+    *,
+    tcpa_schedule: WeekSchedule | None = None,
+    channel_consent: frozenset[Channel] = frozenset(),
+    recent_attempts: Sequence[datetime] = (),
+    extra_constraints: Sequence[Constraint] = (),
+    suppressed: Mapping[Channel, str] | None = None,
+    margin: timedelta = timedelta(0),
+    horizon: timedelta = timedelta(days=14),
+) -> Gate:
+    """The whole gate for one contact around ``instant``: windows, refusals, caps, suppression."""
     constraints, refusals = contact_constraints(
         rules,
         location,
@@ -174,7 +203,7 @@ def next_allowed(
         instant,
         horizon_days=2 * horizon.days + 2,  # a cap can push the search past one horizon
     )
-    gate = Gate(
+    return Gate(
         constraints=(*extra_constraints, *constraints),
         margin=margin,
         horizon=horizon,
@@ -183,7 +212,6 @@ def next_allowed(
         caps=contact_caps(rules, location.states, instant, channel_consent=channel_consent),
         attempts=tuple(recent_attempts),
     )
-    return gate.check(instant, channel, needs_tcpa)
 
 
 def explain(
@@ -205,24 +233,19 @@ def explain(
 
     ``extra_constraints`` adds the workflow's own schedule, if the caller wants it counted.
     """
-    constraints, refusals = contact_constraints(
+    gate = contact_gate(
+        now,
         rules,
         location,
-        tcpa_schedule,
-        channel_consent,
-        now,
-        horizon_days=2 * horizon.days + 2,  # a cap can push the search past one horizon
-    )
-    caps = contact_caps(rules, location.states, now, channel_consent=channel_consent)
-    gate = Gate(
-        constraints=(*extra_constraints, *constraints),
+        tcpa_schedule=tcpa_schedule,
+        channel_consent=channel_consent,
+        recent_attempts=recent_attempts,
+        extra_constraints=extra_constraints,
+        suppressed=suppressed,
         margin=margin,
         horizon=horizon,
-        refusals=refusals,
-        suppressed=dict(suppressed or {}),
-        caps=caps,
-        attempts=tuple(recent_attempts),
     )
+    refusals = gate.refusals
     answer = gate.check(now, channel, needs_tcpa)
     cap = cap_allows(
         rules, location.states, channel, recent_attempts, now, channel_consent=channel_consent
