@@ -14,6 +14,7 @@ from reachflow.domain.decider import (
     ExecutionState,
     MetadataMerged,
     Paused,
+    Phase,
     Resumed,
     new_execution,
 )
@@ -176,6 +177,31 @@ class ExecutionService:
             start_at=lead["startAt"],
             engine=state,
         )
+
+    def start_pending(self, conn: Any, workflow: WorkflowRecord, now: datetime) -> None:
+        """Leads enrolled while the workflow was draft or paused start now, on its current
+        version (they waited without a timer)."""
+        fresh = self.store.workflows.get_workflow(conn, workflow.organization_id, workflow.id)
+        assert fresh is not None
+        flt = ExecutionFilter(
+            organization_id=workflow.organization_id,
+            workflow_id=workflow.id,
+            statuses=(ExecutionStatus.CREATED.value,),
+        )
+        for execution_id in self.store.executions.active_ids(conn, flt):
+            record = self.store.executions.get_execution(
+                conn, workflow.organization_id, execution_id, lock=True
+            )
+            if record is None:
+                continue
+            state = record.engine
+            if state.wake_at is not None or state.phase is not Phase.NOT_STARTED:
+                continue
+            start = max(now, record.start_at) if record.start_at else now
+            self.store.executions.repin(
+                conn, record, fresh.version_id, replace(state, wake_at=start)
+            )
+        self.engine.wakeup.set()
 
     # -- read -------------------------------------------------------------------------------
 

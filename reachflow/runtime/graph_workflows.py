@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -207,7 +206,7 @@ class GraphWorkflowService:
                 )
             )
             self._set_status(conn, current, "active", now)
-            self._start_pending(conn, current, now)
+            self.workflows.executions.start_pending(conn, current, now)
         return self.workflows.get(organization_id, workflow_id)
 
     def pause(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
@@ -241,7 +240,7 @@ class GraphWorkflowService:
             )
             for record in self._records(conn, flt):
                 self.engine.apply(conn, record, Resumed(), now)
-            self._start_pending(conn, current, now)
+            self.workflows.executions.start_pending(conn, current, now)
         return self.workflows.get(organization_id, workflow_id)
 
     def cancel(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
@@ -374,25 +373,6 @@ class GraphWorkflowService:
             conn, current.organization_id, current.id, number, version, now
         )
         return {"version": number}
-
-    def _start_pending(self, conn: Connection, workflow: WorkflowRecord, now: datetime) -> None:
-        """Leads enrolled while draft or paused start now, on the current version."""
-        fresh = self.store.workflows.get_workflow(conn, workflow.organization_id, workflow.id)
-        assert fresh is not None
-        flt = ExecutionFilter(
-            organization_id=workflow.organization_id,
-            workflow_id=workflow.id,
-            statuses=(ExecutionStatus.CREATED.value,),
-        )
-        for record in self._records(conn, flt):
-            state = record.engine
-            if state.wake_at is not None or state.phase.value != "NOT_STARTED":
-                continue
-            start = max(now, record.start_at) if record.start_at else now
-            self.store.executions.repin(
-                conn, record, fresh.version_id, replace(state, wake_at=start)
-            )
-        self.engine.wakeup.set()
 
     def _records(self, conn: Connection, flt: ExecutionFilter) -> list[Any]:
         out = []

@@ -106,8 +106,9 @@ class WorkflowService:
                     changes[key] = values[key]
             if "active" in values:
                 changes["status"] = "active" if values["active"] else "paused"
-            if values.get("active", current.active) and "definition" in values:
-                check_runnable(values["definition"], channels)
+            starting = values.get("active") is True and not current.active
+            if values.get("active", current.active) and ("definition" in values or starting):
+                check_runnable(values.get("definition", current.definition), channels)
             if VERSIONED_FIELDS & values.keys():
                 merged = {
                     "timezone": current.timezone,
@@ -123,7 +124,9 @@ class WorkflowService:
                 changes["version"] = number
             self.store.workflows.update_workflow(conn, organization_id, workflow_id, changes)
             record = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
-        assert record is not None
+            assert record is not None
+            if starting:
+                self.executions.start_pending(conn, record, now)
         return record
 
     def delete(self, organization_id: str, workflow_id: str) -> None:
