@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from reachflow.domain.decider import Paused, Resumed
 from reachflow.domain.enums import Channel, ExecutionStatus
 from reachflow.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
 from reachflow.domain.graph_definition import (
+    GraphInvalid,
     ProblemCode,
     add_edge,
     add_node,
@@ -56,6 +58,7 @@ WORKFLOW_FIELDS = {
     "tcpa_schedule": "tcpaSchedule",
     "definition": "definition",
 }
+SNAKE_CASE = {v: k for k, v in WORKFLOW_FIELDS.items() if k != "name"}
 NODE_FIELDS = frozenset({"node_type", "label", "position_x", "position_y", "config", "id"})
 EDGE_FIELDS = frozenset({"from_node_id", "to_node_id", "label", "id"})
 
@@ -131,10 +134,13 @@ class GraphWorkflowService:
             channels = self._channels(conn, organization_id)
         try:
             return validate_workflow(feather, channels, partial=True)
+        except GraphInvalid as exc:
+            raise GraphInvalid(
+                [replace(p, field=_rename(p.field, SNAKE_CASE)) for p in exc.graph_problems]
+            ) from exc
         except ValidationFailed as exc:
-            reverse = {v: k for k, v in WORKFLOW_FIELDS.items() if k != "name"}
             raise ValidationFailed(
-                [FieldError(_rename(p.field, reverse), p.message) for p in exc.problems]
+                [FieldError(_rename(p.field, SNAKE_CASE), p.message) for p in exc.problems]
             ) from exc
 
     def update(

@@ -11,6 +11,9 @@ from reachflow.domain.definition import normalize_linear
 from reachflow.domain.enums import Channel
 from reachflow.domain.errors import NotFound, ValidationFailed
 from reachflow.domain.graph_definition import (
+    GraphInvalid,
+    GraphProblem,
+    ProblemCode,
     check_graph_definition,
     is_graph,
     raise_if_problems,
@@ -187,6 +190,7 @@ def validate_workflow(
     for key in ("startHour", "endHour"):
         if key in body:
             problems.add(key, "legacy field: use workflowSchedule with timeRanges")
+    graph_problems: list[GraphProblem] = []
     if "definition" in body or not partial:
         raw = body.get("definition")
         try:
@@ -195,8 +199,13 @@ def validate_workflow(
                 out["definition"] = copy.deepcopy(raw)
             else:
                 out["definition"] = normalize_linear(raw, channels, _new_ids())
+        except GraphInvalid as exc:
+            graph_problems = exc.graph_problems
         except ValidationFailed as exc:
             problems.problems.extend(exc.problems)
+    if graph_problems:  # keep each graph problem's code; the other problems come along
+        others = [GraphProblem(ProblemCode.INVALID, p.field, p.message) for p in problems.problems]
+        raise GraphInvalid(graph_problems + others)
     problems.raise_if_any()
     return out
 

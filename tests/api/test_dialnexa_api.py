@@ -413,3 +413,22 @@ def test_feather_workflows_accept_and_return_a_graph(api: TestClient) -> None:
     assert execution.status_code == 201
     leads = api.get(f"/v1/workflows/{created.json()['id']}/leads").json()
     assert [lead["id"] for lead in leads["data"]] == [execution.json()["id"]]
+
+
+def test_a_malformed_graph_on_save_names_each_problem_with_its_code(api: TestClient) -> None:
+    graph = {
+        "nodes": [{"id": "a", "node_type": "FAX"}],
+        "edges": [{"id": "e", "from_node_id": "a", "to_node_id": "zz"}],
+    }
+    created = api.post("/v1/workflows", json={"title": "x", "definition": graph})
+    codes = {(e["code"], e["field"]) for e in created.json()["errors"]}
+    assert ("unknown_node_type", "definition.nodes[a].node_type") in codes
+    assert ("unknown_node", "definition.edges[e].to_node_id") in codes
+    feather = api.post(
+        "/api/v1/workflow",
+        json={"name": "x", "timezone": "Mars/Base", "definition": graph},
+    )
+    assert feather.status_code == 400
+    found = {(e["code"], e["field"]) for e in feather.json()["errors"]}
+    assert ("invalid", "timezone") in found
+    assert ("unknown_node_type", "definition.nodes[a].node_type") in found
