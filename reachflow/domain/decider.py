@@ -42,7 +42,7 @@ from reachflow.domain.windows import local_to_utc
 
 _STEP_NAMESPACE = uuid.UUID("5b0f3c2e-8d7a-4f43-9a59-7c1b3e0f2a11")
 #: A decision that enters more nodes than this without waiting is a spinning graph.
-MAX_ENTRIES_PER_DECISION = 1_000
+MAX_ENTRIES_PER_DECISION = 64
 
 
 class Phase(StrEnum):

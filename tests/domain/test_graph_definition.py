@@ -829,7 +829,7 @@ CONFIGS: dict[str, list[Raw]] = {
         {"delay_minutes": 5},
         {"duration": 2, "unit": "days"},
         {"until_time": "09:30"},
-        {"until_schedule_opens": True},
+        # until_schedule_opens passes straight through while open: a mover, tested apart
     ],
     "CONDITIONAL": [
         {"conditions": [{"field": "disposition", "operator": "equals", "value": "NO_ANSWER"}]},

@@ -283,7 +283,7 @@ def spin_cycles(definition: GraphDefinition) -> list[tuple[str, ...]]:
     have more than one node, or one node with an edge to itself. Each group is in list order.
     """
     order = {n.id: i for i, n in enumerate(definition.nodes)}
-    movers = [n.id for n in definition.nodes if n.node_type not in WAITING_TYPES | TERMINAL_TYPES]
+    movers = [n.id for n in definition.nodes if not _waits(n) and not n.is_terminal]
     adjacency: dict[str, list[str]] = {node_id: [] for node_id in movers}
     for edge in definition.edges:
         if edge.source in adjacency and edge.target in adjacency:
@@ -291,6 +291,18 @@ def spin_cycles(definition: GraphDefinition) -> list[tuple[str, ...]]:
     groups = [sorted(c, key=order.__getitem__) for c in strongly_connected(adjacency)]
     spins = [g for g in groups if len(g) > 1 or g[0] in adjacency[g[0]]]
     return sorted((tuple(g) for g in spins), key=lambda g: order[g[0]])
+
+
+def _waits(node: GraphNode) -> bool:
+    """Does entering this node always end the decision (a timer, an agent)?
+
+    A TIME node "until the schedule opens" passes straight through while the schedule is open
+    (or when there is none), so in a loop it would not wait: it counts as a mover.
+    """
+    config = node.config
+    if isinstance(config, TimeConfig) and config.until_schedule_opens:
+        return False
+    return node.node_type in WAITING_TYPES
 
 
 def strongly_connected(adjacency: Mapping[str, Sequence[str]]) -> list[list[str]]:
