@@ -24,7 +24,6 @@ from reachflow.domain.graph import (
 from reachflow.domain.graph_definition.configs import TIME_FORMS, _condition_code
 from reachflow.domain.graph_definition.fields import _names
 from reachflow.domain.graph_definition.model import (
-    TERMINAL_TYPES,
     WAITING_TYPES,
     GraphDefinition,
     GraphNode,
