@@ -92,6 +92,11 @@ class ExecutionState:
     def is_finished(self) -> bool:
         return self.status.is_terminal
 
+    @property
+    def awaits_start(self) -> bool:
+        """Enrolled without a timer: it starts when its workflow is activated or resumed."""
+        return self.phase is Phase.NOT_STARTED and self.wake_at is None
+
 
 def new_execution(
     execution_id: str,

@@ -20,7 +20,7 @@ from reachflow.domain.errors import (
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.compliance import ContactCompliance
 from reachflow.runtime.engine import Engine
-from reachflow.runtime.executions import is_state, is_zip
+from reachflow.runtime.executions import parse_instant, parse_location
 from reachflow.runtime.phones import to_e164
 from reachflow.store.contacts import ALL, SuppressionRecord
 from reachflow.store.store import Store
@@ -222,12 +222,10 @@ class ContactService:
         problems = ProblemCollector()
         if channel not in (Channel.CALL.value, Channel.TEXT.value):
             problems.add("channel", "must be CALL or TEXT")
-        if zipcode and not is_zip(zipcode):
-            problems.add("zipcode", "must be a 5-digit US ZIP code (or ZIP+4)")
-        if state and not is_state(state):
-            problems.add("state", "must be a two-letter US state code")
+        zip5, state_code = parse_location(zipcode or None, state or None, "", problems)
+        instant = self.clock.now() if at is None else parse_instant(at, "at", problems)
         problems.raise_if_any()
-        instant = self.clock.now() if at is None else _instant(at)
+        assert instant is not None
         with self.store.db.begin() as conn:
             version = None
             if workflow_id is not None:
@@ -240,8 +238,8 @@ class ContactService:
                 organization_id,
                 Lead(
                     phone=number,
-                    zipcode=zipcode[:5] if zipcode else None,
-                    state=state.upper() if state else None,
+                    zipcode=zip5,
+                    state=state_code,
                 ),
                 Channel(channel),
                 instant,
@@ -250,13 +248,3 @@ class ContactService:
             )
         answer["phone"] = number
         return answer
-
-
-def _instant(raw: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValidationFailed(FieldError("at", f"not an ISO 8601 instant: {raw!r}")) from exc
-    if value.tzinfo is None:
-        raise ValidationFailed(FieldError("at", "must carry a UTC offset, e.g. 2026-03-09T14:00Z"))
-    return value

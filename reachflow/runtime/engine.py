@@ -232,16 +232,10 @@ class Engine:
         self, conn: Connection, flt: ExecutionFilter, reason: str, now: datetime
     ) -> int:
         """Cancel every active execution the filter matches, in the caller's transaction."""
-        count = 0
-        for execution_id in self.store.executions.active_ids(conn, flt):
-            record = self.store.executions.get_execution(
-                conn, flt.organization_id, execution_id, lock=True
-            )
-            if record is None or record.engine.is_finished:
-                continue
+        records = self.store.executions.lock_active(conn, flt)
+        for record in records:
             self.apply(conn, record, Cancelled(reason), now)
-            count += 1
-        return count
+        return len(records)
 
     def advance_due(self) -> int:
         now = self.clock.now()

@@ -14,11 +14,10 @@ from reachflow.domain.decider import (
     ExecutionState,
     MetadataMerged,
     Paused,
-    Phase,
     Resumed,
     new_execution,
 )
-from reachflow.domain.enums import Channel, ExecutionStatus
+from reachflow.domain.enums import ExecutionStatus
 from reachflow.domain.errors import (
     FieldError,
     NotFound,
@@ -134,11 +133,10 @@ class ExecutionService:
 
     def _refuse_suppressed(self, conn: Any, row: NewExecution, prefix: str) -> None:
         """A number suppressed on every channel gets no execution: refused, nothing stored."""
-        suppressed = self.store.contacts.suppressed_channels(
+        reason = self.store.contacts.suppressed_everywhere(
             conn, row.organization_id, row.primary_phone
         )
-        if len(suppressed) == len(Channel):
-            reason = next(iter(suppressed.values()))
+        if reason is not None:
             raise Suppressed(
                 f"{row.primary_phone} is on the suppression list ({reason})",
                 field=f"{prefix}primaryPhone",
@@ -179,27 +177,19 @@ class ExecutionService:
         )
 
     def start_pending(self, conn: Any, workflow: WorkflowRecord, now: datetime) -> None:
-        """Leads enrolled while the workflow was draft or paused start now, on its current
-        version (they waited without a timer)."""
-        fresh = self.store.workflows.get_workflow(conn, workflow.organization_id, workflow.id)
-        assert fresh is not None
+        """Leads enrolled while the workflow was draft or paused start now, on ``workflow``'s
+        version (read in this transaction: the current one)."""
         flt = ExecutionFilter(
             organization_id=workflow.organization_id,
             workflow_id=workflow.id,
             statuses=(ExecutionStatus.CREATED.value,),
         )
-        for execution_id in self.store.executions.active_ids(conn, flt):
-            record = self.store.executions.get_execution(
-                conn, workflow.organization_id, execution_id, lock=True
-            )
-            if record is None:
-                continue
-            state = record.engine
-            if state.wake_at is not None or state.phase is not Phase.NOT_STARTED:
+        for record in self.store.executions.lock_active(conn, flt):
+            if not record.engine.awaits_start:
                 continue
             start = max(now, record.start_at) if record.start_at else now
             self.store.executions.repin(
-                conn, record, fresh.version_id, replace(state, wake_at=start)
+                conn, record, workflow.version_id, replace(record.engine, wake_at=start)
             )
         self.engine.wakeup.set()
 
@@ -357,7 +347,7 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _parse_instant(raw: object, field: str, problems: ProblemCollector) -> datetime | None:
+def parse_instant(raw: object, field: str, problems: ProblemCollector) -> datetime | None:
     if raw is None:
         return None
     if not isinstance(raw, str):
@@ -372,6 +362,20 @@ def _parse_instant(raw: object, field: str, problems: ProblemCollector) -> datet
         problems.add(field, "needs a time zone offset (for example 2026-03-12T10:00:00Z)")
         return None
     return value
+
+
+def parse_location(
+    zipcode: object, state: object, prefix: str, problems: ProblemCollector
+) -> tuple[str | None, str | None]:
+    """A contact's ZIP (as its 5 digits) and state (as its upper-case code); None when absent."""
+    if zipcode is not None and (not isinstance(zipcode, str) or not is_zip(zipcode)):
+        problems.add(f"{prefix}zipcode", "must be a 5-digit US ZIP code (or ZIP+4)")
+    if state is not None and (not isinstance(state, str) or not is_state(state)):
+        problems.add(f"{prefix}state", "must be a two-letter US state code")
+    return (
+        zipcode[:5] if isinstance(zipcode, str) and is_zip(zipcode) else None,
+        state.upper() if isinstance(state, str) and is_state(state) else None,
+    )
 
 
 def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
@@ -396,14 +400,9 @@ def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
         except ValidationFailed as exc:
             problems.problems.extend(exc.problems)
             out[key] = None
-    zipcode = body.get("zipcode")
-    if zipcode is not None and (not isinstance(zipcode, str) or not is_zip(zipcode)):
-        problems.add(f"{prefix}zipcode", "must be a 5-digit US ZIP code (or ZIP+4)")
-    out["zipcode"] = zipcode[:5] if isinstance(zipcode, str) and is_zip(zipcode) else None
-    state = body.get("state")
-    if state is not None and (not isinstance(state, str) or not is_state(state)):
-        problems.add(f"{prefix}state", "must be a two-letter US state code")
-    out["state"] = state.upper() if isinstance(state, str) and is_state(state) else None
+    out["zipcode"], out["state"] = parse_location(
+        body.get("zipcode"), body.get("state"), prefix, problems
+    )
     for key in ("variables", "metadata"):
         value = body.get(key, {})
         if value is None:
@@ -412,10 +411,8 @@ def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
             problems.add(f"{prefix}{key}", "must be an object")
             value = {}
         out[key] = value
-    out["priorityDate"] = _parse_instant(
-        body.get("priorityDate"), f"{prefix}priorityDate", problems
-    )
-    out["startAt"] = _parse_instant(body.get("startAt"), f"{prefix}startAt", problems)
+    out["priorityDate"] = parse_instant(body.get("priorityDate"), f"{prefix}priorityDate", problems)
+    out["startAt"] = parse_instant(body.get("startAt"), f"{prefix}startAt", problems)
     attempt = body.get("attempt")
     if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)):
         problems.add(f"{prefix}attempt", "must be an integer")

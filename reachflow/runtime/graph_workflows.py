@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from reachflow.domain.decider import Paused, Resumed
-from reachflow.domain.enums import Channel, ExecutionStatus
+from reachflow.domain.enums import ExecutionStatus
 from reachflow.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
 from reachflow.domain.graph_definition import (
     GraphInvalid,
@@ -131,7 +131,7 @@ class GraphWorkflowService:
         if not partial and "definition" not in feather:
             feather["definition"] = new_graph_definition()
         with self.store.db.begin() as conn:
-            channels = self._channels(conn, organization_id)
+            channels = self.workflows.channels(conn, organization_id)
         try:
             return validate_workflow(feather, channels, partial=True)
         except GraphInvalid as exc:
@@ -206,7 +206,7 @@ class GraphWorkflowService:
             raise_if_problems(
                 validate_for_activation(
                     current.definition,
-                    agents=self._channels(conn, organization_id),
+                    agents=self.workflows.channels(conn, organization_id),
                     variable_keys=frozenset(keys) if keys else None,
                     root="definition",
                 )
@@ -227,8 +227,8 @@ class GraphWorkflowService:
                 workflow_id=workflow_id,
                 statuses=(ExecutionStatus.CREATED.value, ExecutionStatus.RUNNING.value),
             )
-            for record in self._records(conn, flt):
-                if record.engine.wake_at is not None or record.engine.phase.value != "NOT_STARTED":
+            for record in self.store.executions.lock_active(conn, flt):
+                if not record.engine.awaits_start:
                     self.engine.apply(conn, record, Paused(), now)
         return self.workflows.get(organization_id, workflow_id)
 
@@ -244,7 +244,7 @@ class GraphWorkflowService:
                 workflow_id=workflow_id,
                 statuses=(ExecutionStatus.PAUSED.value,),
             )
-            for record in self._records(conn, flt):
+            for record in self.store.executions.lock_active(conn, flt):
                 self.engine.apply(conn, record, Resumed(), now)
             self.workflows.executions.start_pending(conn, current, now)
         return self.workflows.get(organization_id, workflow_id)
@@ -357,7 +357,7 @@ class GraphWorkflowService:
             return
         problems = validate_for_activation(
             definition,
-            agents=self._channels(conn, current.organization_id),
+            agents=self.workflows.channels(conn, current.organization_id),
             variable_keys=None,
             root="definition",
         )
@@ -380,16 +380,6 @@ class GraphWorkflowService:
         )
         return {"version": number}
 
-    def _records(self, conn: Connection, flt: ExecutionFilter) -> list[Any]:
-        out = []
-        for execution_id in self.store.executions.active_ids(conn, flt):
-            record = self.store.executions.get_execution(
-                conn, flt.organization_id, execution_id, lock=True
-            )
-            if record is not None:
-                out.append(record)
-        return out
-
     def _locked(self, conn: Connection, organization_id: str, workflow_id: str) -> WorkflowRecord:
         record = self.store.workflows.get_workflow(conn, organization_id, workflow_id, lock=True)
         if record is None:
@@ -405,10 +395,6 @@ class GraphWorkflowService:
             current.id,
             {"status": status, "active": status == "active", "updated_at": now},
         )
-
-    def _channels(self, conn: Connection, organization_id: str) -> dict[str, Channel]:
-        raw = self.store.accounts.agent_channels(conn, organization_id)
-        return {k: Channel(v) for k, v in raw.items()}
 
     @staticmethod
     def _expect(current: WorkflowRecord, status: str, verb: str) -> None:

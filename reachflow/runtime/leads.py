@@ -16,11 +16,17 @@ from typing import Any
 from reachflow.domain.compile import compile_definition
 from reachflow.domain.decider import Cancelled, new_execution
 from reachflow.domain.enums import Channel, ExecutionStatus
-from reachflow.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
+from reachflow.domain.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    ProblemCollector,
+    ValidationFailed,
+)
 from reachflow.domain.graph import NodeKind
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.engine import Engine
-from reachflow.runtime.executions import is_state, is_zip
+from reachflow.runtime.executions import parse_location
 from reachflow.runtime.phones import to_e164
 from reachflow.store.executions import ExecutionFilter, NewExecution
 from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord, WorkflowRecord
@@ -111,21 +117,14 @@ class LeadService:
         if not isinstance(row, dict):
             raise ValidationFailed(FieldError(where, "must be an object"))
         phone = to_e164(row.get("phone_number"), f"{where}.phone_number")
-        zipcode = row.get("zipcode")
-        state = row.get("state")
-        problems = []
-        if zipcode is not None and (not isinstance(zipcode, str) or not is_zip(zipcode)):
-            problems.append(FieldError(f"{where}.zipcode", "must be a 5-digit US ZIP code"))
-        if state is not None and (not isinstance(state, str) or not is_state(state)):
-            problems.append(FieldError(f"{where}.state", "must be a two-letter US state code"))
+        problems = ProblemCollector()
+        zipcode, state = parse_location(row.get("zipcode"), row.get("state"), f"{where}.", problems)
         metadata = row.get("metadata", {})
         if not isinstance(metadata, dict):
-            problems.append(FieldError(f"{where}.metadata", "must be an object"))
-        suppressed = self.store.contacts.suppressed_channels(conn, organization_id, phone)
-        if len(suppressed) == len(Channel):
-            problems.append(FieldError(f"{where}.phone_number", "is on the suppression list"))
-        if problems:
-            raise ValidationFailed(problems)
+            problems.add(f"{where}.metadata", "must be an object")
+        if self.store.contacts.suppressed_everywhere(conn, organization_id, phone) is not None:
+            problems.add(f"{where}.phone_number", "is on the suppression list")
+        problems.raise_if_any()
         variables = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
         execution_id = str(uuid.uuid4())
         state_ = new_execution(execution_id, now=now, variables=variables, metadata=metadata)
@@ -139,8 +138,8 @@ class LeadService:
             version_id=workflow.version_id,
             customer_lead_id=str(lead_id) if lead_id is not None else None,
             primary_phone=phone,
-            zipcode=zipcode[:5] if isinstance(zipcode, str) else None,
-            state=state.upper() if isinstance(state, str) else None,
+            zipcode=zipcode,
+            state=state,
             forwarding_phone_number=None,
             variables=variables,
             metadata=dict(metadata),

@@ -56,7 +56,7 @@ class WorkflowService:
 
     def create(self, organization_id: str, body: dict[str, Any]) -> WorkflowRecord:
         with self.store.db.begin() as conn:
-            channels = self._channels(conn, organization_id)
+            channels = self.channels(conn, organization_id)
             values = validate_workflow(body, channels, partial=False)
             if values.get("active", True):
                 check_runnable(values["definition"], channels)
@@ -101,7 +101,7 @@ class WorkflowService:
             )
             if current is None:
                 raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
-            channels = self._channels(conn, organization_id)
+            channels = self.channels(conn, organization_id)
             values = validate_workflow(body, channels, partial=True)
             changes: dict[str, Any] = {"updated_at": now}
             for key in ("name", "description", "active"):
@@ -147,7 +147,8 @@ class WorkflowService:
                 {"deleted_at": now, "updated_at": now, "active": False, "status": "cancelled"},
             )
 
-    def _channels(self, conn: Any, organization_id: str) -> dict[str, Channel]:
+    def channels(self, conn: Any, organization_id: str) -> dict[str, Channel]:
+        """The organization's agents and their channels (what definitions are checked against)."""
         raw = self.store.accounts.agent_channels(conn, organization_id)
         return {k: Channel(v) for k, v in raw.items()}
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from reachflow.domain.enums import Channel
 from reachflow.store.tables import consents, contact_attempts, suppressions
+from reachflow.store.types import after_key
 
 #: A suppression's channel: one channel, or every channel.
 ALL = "ALL"
@@ -134,13 +135,7 @@ class Contacts:
         if not include_removed:
             query = query.where(suppressions.c.removed_at.is_(None))
         if after is not None:
-            created, last_id = after
-            query = query.where(
-                sa.or_(
-                    suppressions.c.created_at > created,
-                    sa.and_(suppressions.c.created_at == created, suppressions.c.id > last_id),
-                )
-            )
+            query = query.where(after_key(suppressions.c.created_at, suppressions.c.id, after))
         query = query.order_by(suppressions.c.created_at, suppressions.c.id).limit(limit)
         return [_suppression(r) for r in conn.execute(query).mappings()]
 
@@ -153,6 +148,15 @@ class Contacts:
             for channel in record.channels:
                 out.setdefault(channel, record.reason)
         return out
+
+    def suppressed_everywhere(
+        self, conn: Connection, organization_id: str, phone: str
+    ) -> str | None:
+        """The reason when the number is suppressed on every channel, else None."""
+        suppressed = self.suppressed_channels(conn, organization_id, phone)
+        if len(suppressed) < len(Channel):
+            return None
+        return next(iter(suppressed.values()))
 
     # -- consent ----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from reachflow.store.tables import (
     outbox,
     step_executions,
 )
-from reachflow.store.types import earliest
+from reachflow.store.types import after_key, earliest
 
 ACTIVE_STATUSES = ("CREATED", "RUNNING", "PAUSED")
 
@@ -123,13 +123,7 @@ class Executions:
     ) -> list[ExecutionRecord]:
         query = sa.select(executions).where(*_where(flt))
         if after is not None:
-            created, last_id = after
-            query = query.where(
-                sa.or_(
-                    executions.c.created_at > created,
-                    sa.and_(executions.c.created_at == created, executions.c.id > last_id),
-                )
-            )
+            query = query.where(after_key(executions.c.created_at, executions.c.id, after))
         query = query.order_by(executions.c.created_at, executions.c.id).limit(limit)
         return [_execution(r) for r in conn.execute(query).mappings()]
 
@@ -175,6 +169,14 @@ class Executions:
                 engine_state=state_to_json(state),
             )
         )
+
+    def lock_active(self, conn: Connection, flt: ExecutionFilter) -> list[ExecutionRecord]:
+        """The active executions the filter matches, each read under its row lock."""
+        records = (
+            self.get_execution(conn, flt.organization_id, execution_id, lock=True)
+            for execution_id in self.active_ids(conn, flt)
+        )
+        return [r for r in records if r is not None and not r.engine.is_finished]
 
     def active_ids(self, conn: Connection, flt: ExecutionFilter) -> list[str]:
         rows = conn.execute(

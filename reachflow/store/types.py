@@ -43,3 +43,11 @@ def earliest(conn: Any, column: sa.Column[datetime], *where: Any) -> datetime | 
         return None
     decoded: datetime | None = column.type.process_result_value(value, conn.dialect)
     return decoded
+
+
+def after_key(
+    created: sa.Column[datetime], row_id: sa.Column[str], after: tuple[datetime, str]
+) -> Any:
+    """Keyset paging: rows strictly after ``after`` in ``(created, id)`` order."""
+    at, last_id = after
+    return sa.or_(created > at, sa.and_(created == at, row_id > last_id))
