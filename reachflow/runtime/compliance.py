@@ -145,6 +145,11 @@ class ContactCompliance:
             _remember(self._windows, key, cached)
         return cached
 
+    def forget_version(self, version_id: str) -> None:
+        """A draft's version was rewritten in place: drop the windows computed from it."""
+        for key in [k for k in self._windows if k[0] == version_id]:
+            del self._windows[key]
+
     def explain(
         self,
         conn: Connection,

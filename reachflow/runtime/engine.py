@@ -118,6 +118,7 @@ class Engine:
         """Drop a cached version after a draft's version was rewritten in place."""
         with self._versions_lock:
             self._versions.pop(version_id, None)
+        self.compliance.forget_version(version_id)
 
     def context(
         self,

@@ -211,3 +211,32 @@ def test_a_contact_with_no_location_evidence_is_refused_with_the_reason(
     assert services.simulator.calls_placed.total() == 0
     [failed] = events(services, org, wf, ex.record.id, "failed")
     assert "no evidence" in failed.data["reason"]
+
+
+def test_a_drafts_schedule_edited_in_place_is_not_read_from_a_stale_window(
+    services: Services, clock: VirtualClock
+) -> None:
+    org, _ = services.accounts.create_api_key("acme")
+    call = make_agent(services, org, "CALL", defaultDisposition="CALENDLY")
+    definition = {
+        "nodes": [
+            {"id": "call", "node_type": "VOICE_CALL", "config": {"agent_id": call}},
+            {"id": "won", "node_type": "CONVERTED"},
+        ],
+        "edges": [{"id": "e", "from_node_id": "call", "to_node_id": "won"}],
+    }
+    wf = services.graph_workflows.create(org, {"title": "t", "definition": definition}).id
+    services.leads.enroll(org, wf, [{"phone_number": "+12125550123"}])
+    [first], _ = services.leads.list(org, wf, page=1, limit=5, status=None, current_node_id=None)
+    services.leads.remove(org, wf, first.id)  # computes this contact's window on version 1
+    noon = {"startHour": 12, "startMinute": 0, "endHour": 13, "endMinute": 0}
+    weekdays = {d: {"enabled": True, "timeRanges": [noon]} for d in ("monday", "tuesday")}
+    assert services.graph_workflows.update(org, wf, {"tcpa_schedule": weekdays}).version == 1
+    services.leads.enroll(org, wf, [{"phone_number": "+12125550123"}])
+    services.graph_workflows.activate(org, wf)
+    services.engine.run_until_idle(clock)
+    [lead], _ = services.leads.list(
+        org, wf, page=1, limit=5, status="completed", current_node_id=None
+    )
+    steps = services.executions.get(org, wf, lead.id).steps
+    assert steps[0].started_at == datetime(2026, 3, 9, 16, 0, tzinfo=UTC)  # 12:00 in New York
