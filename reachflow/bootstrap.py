@@ -8,16 +8,16 @@ from datetime import timedelta
 from reachflow.agents.port import Agent
 from reachflow.agents.simulator import SimulatorAgent
 from reachflow.domain.compliance import NoEvidencePolicy
-from reachflow.runtime.accounts import AccountService, AgentService
 from reachflow.runtime.clock import Clock, SystemClock
 from reachflow.runtime.compliance import ContactCompliance
-from reachflow.runtime.contacts import ContactService
-from reachflow.runtime.engine import Engine, EngineConfig
-from reachflow.runtime.executions import ExecutionService
-from reachflow.runtime.graph_workflows import GraphWorkflowService
-from reachflow.runtime.leads import LeadService
-from reachflow.runtime.worker import EmbeddedWorker
-from reachflow.runtime.workflows import WorkflowService
+from reachflow.runtime.embedded.engine import Engine, EngineConfig
+from reachflow.runtime.embedded.worker import EmbeddedWorker
+from reachflow.services.accounts import AccountService, AgentService
+from reachflow.services.contacts import ContactService
+from reachflow.services.executions import ExecutionService
+from reachflow.services.graph_workflows import GraphWorkflowService
+from reachflow.services.leads import LeadService
+from reachflow.services.workflows import WorkflowService
 from reachflow.settings import Settings
 from reachflow.store.database import Database
 from reachflow.store.store import Store

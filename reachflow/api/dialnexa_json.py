@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from reachflow.api.feather_json import iso
-from reachflow.runtime.leads import LEAD_STATUS
+from reachflow.services.leads import LEAD_STATUS
 from reachflow.store.records import ExecutionRecord, VersionRecord, WorkflowRecord
 
 

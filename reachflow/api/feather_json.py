@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from reachflow.runtime.executions import BulkRow, ExecutionView
+from reachflow.services.executions import BulkRow, ExecutionView
 from reachflow.store.records import AgentRecord, EventRecord, StepRecord, WorkflowRecord
 
 ACTIVE = ("CREATED", "RUNNING", "PAUSED")

@@ -1,1 +1,2 @@
-"""Runs ``decide`` durably: the embedded engine and worker, clocks, application services."""
+"""Runtimes that carry ``decide`` durably (``embedded`` on the SQL store), with the clocks and the
+compliance shell they share."""

@@ -15,7 +15,7 @@ from reachflow.api.dialnexa_json import (
     workflow_json,
 )
 from reachflow.bootstrap import Services
-from reachflow.runtime.graph_workflows import read_status
+from reachflow.services.graph_workflows import read_status
 from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import WorkflowRecord
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from reachflow.api.deps import OrgDep, ServicesDep
 from reachflow.api.dialnexa_json import lead_json, page_meta, timed
 from reachflow.domain.errors import FieldError, ValidationFailed
-from reachflow.runtime.leads import parse_lead_csv
+from reachflow.services.leads import parse_lead_csv
 
 router = APIRouter(prefix="/v1/workflows/{workflow_id}/leads", tags=["graph leads"])
 

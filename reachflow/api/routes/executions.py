@@ -16,7 +16,7 @@ from reachflow.api.feather_json import (
 )
 from reachflow.domain.enums import ExecutionStatus
 from reachflow.domain.errors import FieldError, ValidationFailed
-from reachflow.runtime.phones import to_e164
+from reachflow.services.phones import to_e164
 from reachflow.store.executions import ExecutionFilter
 
 router = APIRouter(prefix="/api/v1", tags=["executions"])

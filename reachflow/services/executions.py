@@ -28,8 +28,8 @@ from reachflow.domain.errors import (
     ValidationFailed,
 )
 from reachflow.runtime.clock import Clock
-from reachflow.runtime.engine import Engine
-from reachflow.runtime.phones import to_e164
+from reachflow.runtime.embedded.engine import Engine
+from reachflow.services.phones import to_e164
 from reachflow.store.executions import ExecutionFilter, NewExecution
 from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord, WorkflowRecord
 from reachflow.store.store import Store

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from reachflow.runtime.clock import Clock
-from reachflow.runtime.engine import Engine
+from reachflow.runtime.embedded.engine import Engine
 
 log = logging.getLogger(__name__)
 

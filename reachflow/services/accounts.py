@@ -16,7 +16,7 @@ from reachflow.domain.errors import (
     Unauthorized,
 )
 from reachflow.runtime.clock import Clock
-from reachflow.runtime.validation import start_validation
+from reachflow.services.validation import start_validation
 from reachflow.store.records import AgentRecord
 from reachflow.store.store import Store
 

@@ -38,8 +38,8 @@ from reachflow.domain.graph_definition import (
     validate_for_activation,
 )
 from reachflow.runtime.clock import Clock
-from reachflow.runtime.engine import Engine
-from reachflow.runtime.workflows import WorkflowService, validate_workflow
+from reachflow.runtime.embedded.engine import Engine
+from reachflow.services.workflows import WorkflowService, validate_workflow
 from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import VersionRecord, WorkflowRecord
 from reachflow.store.store import Store

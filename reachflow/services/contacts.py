@@ -19,9 +19,9 @@ from reachflow.domain.errors import (
 )
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.compliance import ContactCompliance
-from reachflow.runtime.engine import Engine
-from reachflow.runtime.executions import parse_instant, parse_location
-from reachflow.runtime.phones import to_e164
+from reachflow.runtime.embedded.engine import Engine
+from reachflow.services.executions import parse_instant, parse_location
+from reachflow.services.phones import to_e164
 from reachflow.store.contacts import ALL, SuppressionRecord
 from reachflow.store.store import Store
 

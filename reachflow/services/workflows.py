@@ -21,8 +21,8 @@ from reachflow.domain.graph_definition import (
 )
 from reachflow.domain.schedule import parse_timezone, parse_week_schedule
 from reachflow.runtime.clock import Clock
-from reachflow.runtime.executions import ExecutionService
-from reachflow.runtime.validation import start_validation
+from reachflow.services.executions import ExecutionService
+from reachflow.services.validation import start_validation
 from reachflow.store.records import WorkflowRecord
 from reachflow.store.store import Store
 

@@ -25,9 +25,9 @@ from reachflow.domain.errors import (
 )
 from reachflow.domain.graph import NodeKind
 from reachflow.runtime.clock import Clock
-from reachflow.runtime.engine import Engine
-from reachflow.runtime.executions import parse_location
-from reachflow.runtime.phones import to_e164
+from reachflow.runtime.embedded.engine import Engine
+from reachflow.services.executions import parse_location
+from reachflow.services.phones import to_e164
 from reachflow.store.executions import ExecutionFilter, NewExecution
 from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord, WorkflowRecord
 from reachflow.store.store import Store

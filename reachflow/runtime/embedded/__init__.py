@@ -1,0 +1,1 @@
+"""The embedded runtime: batch stages around ``decide`` on the SQL store, and its worker."""

@@ -1,0 +1,1 @@
+"""Application services: what the API calls (accounts, workflows, executions, leads, contacts)."""
