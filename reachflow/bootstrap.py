@@ -10,6 +10,7 @@ from reachflow.agents.simulator import SimulatorAgent
 from reachflow.domain.compliance import NoEvidencePolicy
 from reachflow.runtime.clock import Clock, SystemClock
 from reachflow.runtime.compliance import ContactCompliance
+from reachflow.runtime.embedded.dispatcher import DispatchLimits
 from reachflow.runtime.embedded.engine import Engine, EngineConfig
 from reachflow.runtime.embedded.worker import EmbeddedWorker
 from reachflow.services.accounts import AccountService, AgentService
@@ -20,6 +21,7 @@ from reachflow.services.leads import LeadService
 from reachflow.services.workflows import WorkflowService
 from reachflow.settings import Settings
 from reachflow.store.database import Database
+from reachflow.store.simulator_ledger import SimulatorLedger
 from reachflow.store.store import Store
 
 
@@ -43,6 +45,7 @@ class Services:
 
     def close(self) -> None:
         self.worker.stop()
+        self.engine.close()
         self.db.dispose()
 
 
@@ -58,7 +61,7 @@ def bootstrap(
     if migrate:
         db.migrate()
     store = Store(db)
-    simulator = SimulatorAgent()
+    simulator = SimulatorAgent(SimulatorLedger(db))
     agents: dict[str, Agent] = {"simulator": simulator, **(extra_agents or {})}
     margin = timedelta(seconds=settings.closing_margin_seconds)
     horizon = timedelta(days=settings.window_horizon_days)
@@ -77,6 +80,11 @@ def bootstrap(
             batch_size=settings.worker_batch_size,
             lease=timedelta(seconds=settings.lease_seconds),
             report_timeout=timedelta(seconds=settings.report_timeout_seconds),
+            limits=DispatchLimits(
+                max_in_flight=settings.dispatch_max_in_flight,
+                per_agent=settings.dispatch_per_agent,
+                threads=settings.dispatch_threads,
+            ),
         ),
         compliance=compliance,
     )

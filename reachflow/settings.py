@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 1.0
     worker_batch_size: int = 200
     lease_seconds: int = 60
+    #: Agent calls in flight in one worker process, over all agents.
+    dispatch_max_in_flight: int = 1000
+    #: Agent calls in flight per agent whose config sets no ``maxConcurrent`` (the in-process
+    #: simulator has no bound unless it sets one).
+    dispatch_per_agent: int = 50
+    #: Threads calling agents that take one request at a time.
+    dispatch_threads: int = 32
     #: A dispatched step with no agent report after this long fails as COULD_NOT_CONNECT.
     report_timeout_seconds: int = 7200
     #: No step starts this close to the end of an open window.

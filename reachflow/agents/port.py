@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from reachflow.domain.enums import Channel, Disposition
 
@@ -83,3 +84,57 @@ class AgentError(Exception):
 
 class Agent(Protocol):
     def dispatch(self, request: DispatchRequest) -> DispatchReceipt: ...
+
+
+@runtime_checkable
+class BatchAgent(Protocol):
+    """An agent that takes many requests in one call (the simulator, a bulk SMS API). Each
+    request still gets its own receipt or its own ``AgentError``."""
+
+    def dispatch(self, request: DispatchRequest) -> DispatchReceipt: ...
+
+    def dispatch_many(
+        self, requests: Sequence[DispatchRequest]
+    ) -> list[DispatchReceipt | AgentError]: ...
+
+
+def receipt_to_json(receipt: DispatchReceipt) -> dict[str, Any]:
+    result = receipt.result
+    return {
+        "providerCallId": receipt.provider_call_id,
+        "result": None
+        if result is None
+        else {
+            "disposition": result.disposition.value,
+            "call": result.call.to_json(),
+            "reportedAt": result.reported_at.isoformat(),
+            "reply": result.reply,
+            "extra": dict(result.extra),
+        },
+    }
+
+
+def receipt_from_json(data: dict[str, Any]) -> DispatchReceipt:
+    result = data.get("result")
+    if result is None:
+        return DispatchReceipt(provider_call_id=str(data["providerCallId"]))
+    call = result["call"]
+    return DispatchReceipt(
+        provider_call_id=str(data["providerCallId"]),
+        result=AgentResult(
+            disposition=Disposition(result["disposition"]),
+            call=AgentCall(
+                id=call["id"],
+                status=call["status"],
+                call_started_at=datetime.fromisoformat(call["callStartedAt"]),
+                call_ended_at=datetime.fromisoformat(call["callEndedAt"]),
+                call_duration=int(call["callDuration"]),
+                call_ended_reason=Disposition(call["callEndedReason"]),
+                recording_url=call.get("recordingUrl"),
+                summary=call.get("summary"),
+            ),
+            reported_at=datetime.fromisoformat(result["reportedAt"]),
+            reply=result.get("reply"),
+            extra=dict(result.get("extra") or {}),
+        ),
+    )

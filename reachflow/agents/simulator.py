@@ -14,7 +14,10 @@ Config (all optional):
 
 ``leaveVoicemail`` turns an unanswered call (NO_ANSWER, VOICEMAIL_DETECTED) into LEFT_VOICEMAIL.
 The same idempotency key always yields the same receipt, and the agent remembers every key it
-has seen: ``calls_placed`` counts real placements per key.
+has seen. With a ``Ledger`` (the durable one in ``store.simulator_ledger``, wired by bootstrap)
+it remembers them across processes and restarts, as a real agent honouring the key would: a
+key is placed once, and a re-send gets the stored receipt. ``calls_placed`` counts the
+placements this process made, per key.
 """
 
 from __future__ import annotations
@@ -23,10 +26,19 @@ import random
 import threading
 import uuid
 from collections import Counter
-from datetime import timedelta
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-from reachflow.agents.port import AgentCall, AgentResult, DispatchReceipt, DispatchRequest
+from reachflow.agents.port import (
+    AgentCall,
+    AgentError,
+    AgentResult,
+    DispatchReceipt,
+    DispatchRequest,
+    receipt_from_json,
+    receipt_to_json,
+)
 from reachflow.domain.enums import UNANSWERED, Channel, Disposition
 
 _CALL_NAMESPACE = uuid.UUID("0c4f5d8e-2b1a-4c6e-9f3d-7a8b9c0d1e2f")
@@ -37,13 +49,39 @@ _NOT_CONNECTED = UNANSWERED | {
 }
 
 
+class Ledger(Protocol):
+    def place(
+        self, entries: Sequence[tuple[str, dict[str, Any]]], now: datetime
+    ) -> list[tuple[dict[str, Any], bool]]: ...
+
+
 class SimulatorAgent:
-    def __init__(self) -> None:
+    def __init__(self, ledger: Ledger | None = None) -> None:
         self._lock = threading.Lock()
+        self._ledger = ledger
         self._receipts: dict[str, DispatchReceipt] = {}
         self.calls_placed: Counter[str] = Counter()
 
     def dispatch(self, request: DispatchRequest) -> DispatchReceipt:
+        return self.place([request])[0]
+
+    def dispatch_many(
+        self, requests: Sequence[DispatchRequest]
+    ) -> list[DispatchReceipt | AgentError]:
+        return list(self.place(requests))
+
+    def place(self, requests: Sequence[DispatchRequest]) -> list[DispatchReceipt]:
+        if self._ledger is None:
+            return [self._place_in_memory(r) for r in requests]
+        entries = [(r.idempotency_key, receipt_to_json(simulate(r))) for r in requests]
+        recorded = self._ledger.place(entries, requests[0].now) if requests else []
+        with self._lock:
+            for (key, _), (_, placed) in zip(entries, recorded, strict=True):
+                if placed:
+                    self.calls_placed[key] += 1
+        return [receipt_from_json(receipt) for receipt, _ in recorded]
+
+    def _place_in_memory(self, request: DispatchRequest) -> DispatchReceipt:
         with self._lock:
             seen = self._receipts.get(request.idempotency_key)
             if seen is not None:

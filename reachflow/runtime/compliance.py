@@ -9,6 +9,7 @@ outcome or reply means (DNC, TEXT_CONSENT, STOP) and answers the explain endpoin
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,9 +31,9 @@ from reachflow.domain.compliance.policy import contact_caps
 from reachflow.domain.compliance.reactions import ContactReaction
 from reachflow.domain.decider import Lead
 from reachflow.domain.enums import Channel
-from reachflow.domain.gate import Constraint, Gate
+from reachflow.domain.gate import Cap, Constraint, Gate
 from reachflow.runtime.gates import tcpa_schedule, workflow_constraints
-from reachflow.store.contacts import ALL
+from reachflow.store.contacts import ALL, ContactRecords
 from reachflow.store.records import VersionRecord
 from reachflow.store.store import Store
 
@@ -72,6 +73,8 @@ class ContactCompliance:
         )
         self._locations: dict[tuple[str, str | None, str | None], ContactLocation] = {}
         self._windows: dict[tuple[Any, ...], tuple[tuple[Constraint, ...], tuple[str, ...]]] = {}
+        self._schedules: dict[str, tuple[Constraint, ...]] = {}
+        self._cap_memo: dict[tuple[Any, ...], tuple[Cap, ...]] = {}
 
     # -- reading -------------------------------------------------------------------------
 
@@ -110,18 +113,42 @@ class ContactCompliance:
             attempts=attempts,
         )
 
+    def records_of(
+        self, conn: Connection, contacts: Iterable[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], ContactRecords]:
+        """The records of every ``(organization_id, phone)`` in a batch: three statements."""
+        since = now - self.lookback if self.lookback > timedelta(0) else None
+        return self.store.contacts.facts_of(conn, contacts, since)
+
     def gate(self, version: VersionRecord, lead: Lead, facts: ContactFacts, now: datetime) -> Gate:
         location = self.locate(lead)
         contact, refusals = self._contact_window(version, lead, location, facts.consent, now)
         return Gate(
-            constraints=(*workflow_constraints(version), *contact),
+            constraints=(*self._workflow_constraints(version), *contact),
             margin=self.margin,
             horizon=self.horizon,
             refusals=refusals,
             suppressed=dict(facts.suppressed),
-            caps=contact_caps(self.rules, location.states, now, channel_consent=facts.consent),
+            caps=self._caps(location.states, now, facts.consent),
             attempts=facts.attempts,
         )
+
+    def _workflow_constraints(self, version: VersionRecord) -> tuple[Constraint, ...]:
+        found = self._schedules.get(version.id)
+        if found is None:
+            found = workflow_constraints(version)
+            _remember(self._schedules, version.id, found)
+        return found
+
+    def _caps(
+        self, states: tuple[str, ...] | frozenset[str], now: datetime, consent: frozenset[Channel]
+    ) -> tuple[Cap, ...]:
+        key = (states, now.date(), consent)
+        found = self._cap_memo.get(key)
+        if found is None:
+            found = contact_caps(self.rules, states, now, channel_consent=consent)
+            _remember(self._cap_memo, key, found)
+        return found
 
     def _contact_window(
         self,
@@ -149,6 +176,7 @@ class ContactCompliance:
         """A draft's version was rewritten in place: drop the windows computed from it."""
         for key in [k for k in self._windows if k[0] == version_id]:
             del self._windows[key]
+        self._schedules.pop(version_id, None)
 
     def explain(
         self,
@@ -227,6 +255,20 @@ class ContactCompliance:
                 execution_id=execution_id,
             )
         return every
+
+
+def contact_facts(records: ContactRecords, *, excluding_key: str | None = None) -> ContactFacts:
+    """A contact's facts from its batch records; ``excluding_key`` leaves out the attempt of
+    the dispatch being re-checked, so a re-send is not held by its own attempt."""
+    suppressed: dict[Channel, str] = {}
+    for channel, reason in records.suppressions:
+        for each in tuple(Channel) if channel == ALL else (Channel(channel),):
+            suppressed.setdefault(each, reason)
+    return ContactFacts(
+        suppressed=suppressed,
+        consent=frozenset(records.consents),
+        attempts=tuple(sorted(at for at, key in records.attempts if key != excluding_key)),
+    )
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:

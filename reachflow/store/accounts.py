@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +75,17 @@ class Accounts:
             .first()
         )
         return _agent(row) if row else None
+
+    def get_agents(self, conn: Connection, agent_ids: Iterable[str]) -> dict[str, AgentRecord]:
+        """Agents by id, in one statement (the dispatch stage checks each one's organization)."""
+        ids = sorted(set(agent_ids))
+        if not ids:
+            return {}
+        rows = conn.execute(
+            sa.select(agents).where(agents.c.id.in_(sa.bindparam("ids", expanding=True))),
+            {"ids": ids},
+        ).mappings()
+        return {r["id"]: _agent(r) for r in rows}
 
     def get_agent_any_org(self, conn: Connection, agent_id: str) -> AgentRecord | None:
         row = conn.execute(sa.select(agents).where(agents.c.id == agent_id)).mappings().first()

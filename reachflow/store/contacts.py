@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from reachflow.domain.enums import Channel
@@ -229,9 +230,65 @@ class Contacts:
         """
         if conn.dialect.name != "postgresql":
             return
-        digest = hashlib.blake2b(f"{organization_id}:{phone}".encode(), digest_size=8).digest()
-        key = int.from_bytes(digest, "big", signed=True)
+        key = _contact_key(organization_id, phone)
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+    def lock_contacts(self, conn: Connection, contacts: Iterable[tuple[str, str]]) -> None:
+        """``lock_contact`` for many ``(organization_id, phone)`` pairs in one statement, taken
+        in key order so two batches never deadlock."""
+        if conn.dialect.name != "postgresql":
+            return
+        keys = sorted({_contact_key(org, phone) for org, phone in contacts})
+        if keys:
+            conn.execute(_LOCK_MANY, {"keys": keys})
+
+    def record_attempts(self, conn: Connection, attempts: Sequence[AttemptRow]) -> None:
+        """Count attempts in one statement; a key already counted is left alone."""
+        if not attempts:
+            return
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert(contact_attempts).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+            [
+                {
+                    "organization_id": a.organization_id,
+                    "phone": a.phone,
+                    "channel": a.channel.value,
+                    "execution_id": a.execution_id,
+                    "idempotency_key": a.idempotency_key,
+                    "at": a.at,
+                }
+                for a in attempts
+            ],
+        )
+
+    def facts_of(
+        self, conn: Connection, contacts: Iterable[tuple[str, str]], since: datetime | None
+    ) -> dict[tuple[str, str], ContactRecords]:
+        """Every contact's active suppressions, consents and attempts after ``since`` (None:
+        none are read): three statements, whatever the number of contacts."""
+        wanted = set(contacts)
+        out = {pair: ContactRecords() for pair in wanted}
+        if not wanted:
+            return out
+        params = {
+            "orgs": sorted({org for org, _ in wanted}),
+            "phones": sorted({phone for _, phone in wanted}),
+        }
+        for r in conn.execute(_ACTIVE_SUPPRESSIONS, params):
+            found = out.get((r.organization_id, r.phone))
+            if found is not None:
+                found.suppressions.append((r.channel, r.reason))
+        for r in conn.execute(_ACTIVE_CONSENTS, params):
+            found = out.get((r.organization_id, r.phone))
+            if found is not None:
+                found.consents.add(Channel(r.channel))
+        if since is not None:
+            for r in conn.execute(_ATTEMPTS_SINCE, {**params, "since": since}):
+                found = out.get((r.organization_id, r.phone))
+                if found is not None:
+                    found.attempts.append((r.at, r.idempotency_key))
+        return out
 
     def record_attempt(
         self,
@@ -280,6 +337,69 @@ class Contacts:
         if excluding_key is not None:
             query = query.where(contact_attempts.c.idempotency_key != excluding_key)
         return tuple(sorted(r.at for r in conn.execute(query)))
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    organization_id: str
+    phone: str
+    channel: Channel
+    idempotency_key: str
+    at: datetime
+    execution_id: str | None = None
+
+
+@dataclass(slots=True)
+class ContactRecords:
+    """One contact's rows as read for a batch: ``(channel, reason)`` of each active
+    suppression (oldest first), consented channels, and ``(at, idempotency_key)`` attempts."""
+
+    suppressions: list[tuple[str, str]] = field(default_factory=list)
+    consents: set[Channel] = field(default_factory=set)
+    attempts: list[tuple[datetime, str]] = field(default_factory=list)
+
+
+def _contact_key(organization_id: str, phone: str) -> int:
+    digest = hashlib.blake2b(f"{organization_id}:{phone}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_PAIRS = {
+    "orgs": sa.bindparam("orgs", expanding=True),
+    "phones": sa.bindparam("phones", expanding=True),
+}
+_ACTIVE_SUPPRESSIONS = (
+    sa.select(
+        suppressions.c.organization_id,
+        suppressions.c.phone,
+        suppressions.c.channel,
+        suppressions.c.reason,
+    )
+    .where(
+        suppressions.c.organization_id.in_(_PAIRS["orgs"]),
+        suppressions.c.phone.in_(_PAIRS["phones"]),
+        suppressions.c.removed_at.is_(None),
+    )
+    .order_by(suppressions.c.created_at, suppressions.c.id)
+)
+_ACTIVE_CONSENTS = sa.select(
+    consents.c.organization_id, consents.c.phone, consents.c.channel
+).where(
+    consents.c.organization_id.in_(_PAIRS["orgs"]),
+    consents.c.phone.in_(_PAIRS["phones"]),
+    consents.c.revoked_at.is_(None),
+)
+_ATTEMPTS_SINCE = sa.select(
+    contact_attempts.c.organization_id,
+    contact_attempts.c.phone,
+    contact_attempts.c.at,
+    contact_attempts.c.idempotency_key,
+).where(
+    contact_attempts.c.organization_id.in_(_PAIRS["orgs"]),
+    contact_attempts.c.phone.in_(_PAIRS["phones"]),
+    contact_attempts.c.at > sa.bindparam("since", type_=contact_attempts.c.at.type),
+)
+_LOCK_MANY = sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 
 def _suppression(row: RowMapping) -> SuppressionRecord:

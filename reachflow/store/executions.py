@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reachflow.domain.codec import state_from_json, state_to_json
-from reachflow.domain.decider import Decision, ExecutionState, Phase, StepOpened, StepUpdated
+from reachflow.domain.decider import (
+    Decision,
+    ExecutionState,
+    History,
+    Phase,
+    StepOpened,
+    StepUpdated,
+)
 from reachflow.domain.enums import TERMINAL_STATUSES, ExecutionStatus
 from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord
 from reachflow.store.tables import (
@@ -79,6 +86,7 @@ class Executions:
                     "variables": r.variables,
                     "metadata": r.metadata,
                     "priority_date": r.priority_date,
+                    "priority_key": r.priority_date or now,
                     "start_at": r.start_at,
                     "due_at": r.engine.wake_at,
                     "node_id": r.engine.node_id,
@@ -171,12 +179,17 @@ class Executions:
         )
 
     def lock_active(self, conn: Connection, flt: ExecutionFilter) -> list[ExecutionRecord]:
-        """The active executions the filter matches, each read under its row lock."""
-        records = (
-            self.get_execution(conn, flt.organization_id, execution_id, lock=True)
-            for execution_id in self.active_ids(conn, flt)
+        """The active executions the filter matches, read under their row locks (in id order,
+        as every batch locks them, so two lockers never deadlock)."""
+        query = (
+            sa.select(executions)
+            .where(*_where(flt), executions.c.status.in_(ACTIVE_STATUSES))
+            .order_by(executions.c.id)
         )
-        return [r for r in records if r is not None and not r.engine.is_finished]
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        records = [_execution(r) for r in conn.execute(query).mappings()]
+        return [r for r in records if not r.engine.is_finished]
 
     def active_ids(self, conn: Connection, flt: ExecutionFilter) -> list[str]:
         rows = conn.execute(
@@ -184,14 +197,31 @@ class Executions:
         )
         return [str(r.id) for r in rows]
 
+    def get_many(
+        self, conn: Connection, execution_ids: Sequence[str], *, lock: bool = False
+    ) -> dict[str, ExecutionRecord]:
+        """Executions by id in one statement; ``lock`` takes their row locks in id order."""
+        if not execution_ids:
+            return {}
+        query = (
+            sa.select(executions)
+            .where(executions.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .order_by(executions.c.id)
+        )
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        rows = conn.execute(query, {"ids": sorted(set(execution_ids))}).mappings()
+        return {r["id"]: _execution(r) for r in rows}
+
     def claim_due(
         self, conn: Connection, now: datetime, limit: int, *, skip_locked: bool
     ) -> list[ExecutionRecord]:
-        """Due executions, oldest due first, via the partial index on ``due_at``."""
+        """Due executions in ``priorityDate`` (else creation) order, then due time, across the
+        whole queue (index ``ix_executions_priority_due``)."""
         query = (
             sa.select(executions)
             .where(executions.c.due_at.is_not(None), executions.c.due_at <= now)
-            .order_by(executions.c.due_at)
+            .order_by(executions.c.priority_key, executions.c.due_at)
             .limit(limit)
         )
         if skip_locked:
@@ -199,7 +229,7 @@ class Executions:
         return [_execution(r) for r in conn.execute(query).mappings()]
 
     def next_due_at(self, conn: Connection) -> datetime | None:
-        return earliest(conn, executions.c.due_at)
+        return earliest(conn, executions.c.due_at, executions.c.due_at.is_not(None))
 
     def save_decision(
         self,
@@ -209,121 +239,60 @@ class Executions:
         now: datetime,
     ) -> None:
         """State, step executions, history and outbox commands: all in the caller's transaction."""
-        state = decision.state
-        conn.execute(
-            executions.update()
-            .where(executions.c.id == record.id)
-            .values(
-                status=state.status.value,
-                due_at=state.wake_at,
-                node_id=state.node_id,
-                disposition=state.disposition.value if state.disposition else None,
-                engine_state=state_to_json(state),
-                variables=dict(state.variables),
-                metadata=dict(state.metadata),
-                started_at=state.started_at,
-                completed_at=state.completed_at,
-                updated_at=now,
+        self.save_decisions(conn, [(record, decision)], now)
+
+    def save_decisions(
+        self,
+        conn: Connection,
+        decided: Sequence[tuple[ExecutionRecord, Decision]],
+        now: datetime,
+    ) -> None:
+        """A batch of decisions in a fixed number of multi-row statements (at most five),
+        whatever the batch size: the last state of each execution, the steps opened (with the
+        updates made to them in the same batch folded in), the other step updates, the history
+        and the outbox commands."""
+        if not decided:
+            return
+        states: dict[str, dict[str, Any]] = {}
+        opened: dict[str, dict[str, Any]] = {}
+        updates: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        commands: list[dict[str, Any]] = []
+        for record, decision in decided:
+            states[record.id] = _state_row(record.id, decision.state, now)
+            for change in decision.steps:
+                if isinstance(change, StepOpened):
+                    opened[change.id] = _opened(record, change, now)
+                elif change.id in opened:
+                    opened[change.id].update(_updated(change))
+                else:
+                    updates.append(_update_row(change))
+            history.extend(
+                {
+                    "organization_id": record.organization_id,
+                    "execution_id": record.id,
+                    "kind": h.kind,
+                    "at": h.at,
+                    "data": dict(h.data),
+                }
+                for h in decision.history
             )
-        )
-        for change in decision.steps:
-            if isinstance(change, StepOpened):
-                conn.execute(step_executions.insert().values(**_opened(record, change, now)))
-            else:
-                conn.execute(
-                    step_executions.update()
-                    .where(step_executions.c.id == change.id)
-                    .values(**_updated(change))
-                )
-        if decision.history:
-            conn.execute(
-                execution_events.insert(),
-                [
-                    {
-                        "organization_id": record.organization_id,
-                        "execution_id": record.id,
-                        "kind": h.kind,
-                        "at": h.at,
-                        "data": dict(h.data),
-                    }
-                    for h in decision.history
-                ],
-            )
-        rows = [
-            {
-                "organization_id": record.organization_id,
-                "execution_id": record.id,
-                "step_execution_id": d.step_execution_id,
-                "idempotency_key": d.idempotency_key,
-                "kind": "dispatch",
-                "status": "pending",
-                "available_at": now,
-                "attempts": 0,
-                "created_at": now,
-                "payload": {
-                    "agentId": d.agent_id,
-                    "channel": d.channel.value,
-                    "phone": d.phone,
-                    "message": d.message,
-                    "leaveVoicemail": d.leave_voicemail,
-                    "variables": dict(d.variables),
-                    "nodeId": d.node_id,
-                    "sequence": d.sequence,
-                    "fromPhoneNumber": d.from_phone_number,
-                    "forwardingPhoneNumber": record.forwarding_phone_number,
-                },
-            }
-            for d in decision.dispatches
-        ] + [
-            {
-                "organization_id": record.organization_id,
-                "execution_id": record.id,
-                "step_execution_id": e.step_execution_id,
-                "idempotency_key": f"{record.id}:{e.step_execution_id}:effect",
-                "kind": "effect",
-                "status": "pending",
-                "available_at": now,
-                "attempts": 0,
-                "created_at": now,
-                "payload": {"action": e.action, "params": dict(e.params)},
-            }
-            for e in decision.effects
-        ]
-        if rows:
-            conn.execute(outbox.insert(), rows)
+            commands.extend(_outbox_rows(record, decision, now))
+        conn.execute(_UPDATE_STATE, list(states.values()))
+        if opened:
+            conn.execute(step_executions.insert(), list(opened.values()))
+        if updates:
+            conn.execute(_UPDATE_STEP, updates)
+        if history:
+            conn.execute(execution_events.insert(), history)
+        if commands:
+            conn.execute(outbox.insert(), commands)
 
     def mark_broken(
         self, conn: Connection, record: ExecutionRecord, reason: str, now: datetime
     ) -> None:
         """Last resort when deciding raised: fail the execution so it never loops."""
-        state = replace(
-            record.engine,
-            status=ExecutionStatus.FAILED,
-            phase=Phase.DONE,
-            wake_at=None,
-            completed_at=now,
-            reason=reason,
-        )
-        conn.execute(
-            executions.update()
-            .where(executions.c.id == record.id)
-            .values(
-                status="FAILED",
-                due_at=None,
-                engine_state=state_to_json(state),
-                completed_at=now,
-                updated_at=now,
-            )
-        )
-        conn.execute(
-            execution_events.insert().values(
-                organization_id=record.organization_id,
-                execution_id=record.id,
-                kind="failed",
-                at=now,
-                data={"reason": reason},
-            )
-        )
+        self.save_decisions(conn, [(record, broken(record, reason, now))], now)
 
     def steps_of(
         self, conn: Connection, execution_ids: Sequence[str]
@@ -371,6 +340,149 @@ class Executions:
         if organization_id is not None:
             query = query.where(executions.c.organization_id == organization_id)
         return {str(status): int(n) for status, n in conn.execute(query)}
+
+
+def broken(record: ExecutionRecord, reason: str, now: datetime) -> Decision:
+    """The decision that fails an execution whose decide raised, so it never loops."""
+    state = replace(
+        record.engine,
+        status=ExecutionStatus.FAILED,
+        phase=Phase.DONE,
+        wake_at=None,
+        completed_at=now,
+        reason=reason,
+    )
+    return Decision(state=state, history=(History("failed", now, {"reason": reason}),))
+
+
+def _state_row(execution_id: str, state: ExecutionState, now: datetime) -> dict[str, Any]:
+    return {
+        "b_id": execution_id,
+        "b_status": state.status.value,
+        "b_due_at": state.wake_at,
+        "b_node_id": state.node_id,
+        "b_disposition": state.disposition.value if state.disposition else None,
+        "b_engine_state": state_to_json(state),
+        "b_variables": dict(state.variables),
+        "b_metadata": dict(state.metadata),
+        "b_started_at": state.started_at,
+        "b_completed_at": state.completed_at,
+        "b_updated_at": now,
+    }
+
+
+def _update_row(change: StepUpdated) -> dict[str, Any]:
+    """One row for ``_UPDATE_STEP``: a None leaves the column as it is."""
+    clears = change.started_at is not None or change.completed_at is not None
+    return {
+        "b_id": change.id,
+        "b_status": change.status.value,
+        "b_started_at": change.started_at,
+        "b_completed_at": change.completed_at,
+        "b_disposition": change.disposition.value if change.disposition else None,
+        "b_agent_call": dict(change.agent_call) if change.agent_call is not None else {},
+        "b_has_call": change.agent_call is not None,
+        "b_next_allowed_at": change.next_allowed_at,
+        "b_clear_next": clears,
+    }
+
+
+def _outbox_rows(
+    record: ExecutionRecord, decision: Decision, now: datetime
+) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "organization_id": record.organization_id,
+            "execution_id": record.id,
+            "step_execution_id": d.step_execution_id,
+            "idempotency_key": d.idempotency_key,
+            "kind": "dispatch",
+            "agent_id": d.agent_id,
+            "status": "pending",
+            "available_at": now,
+            "attempts": 0,
+            "fence": 0,
+            "created_at": now,
+            "payload": {
+                "agentId": d.agent_id,
+                "channel": d.channel.value,
+                "phone": d.phone,
+                "message": d.message,
+                "leaveVoicemail": d.leave_voicemail,
+                "variables": dict(d.variables),
+                "nodeId": d.node_id,
+                "sequence": d.sequence,
+                "fromPhoneNumber": d.from_phone_number,
+                "forwardingPhoneNumber": record.forwarding_phone_number,
+            },
+        }
+        for d in decision.dispatches
+    ]
+    rows.extend(
+        {
+            "organization_id": record.organization_id,
+            "execution_id": record.id,
+            "step_execution_id": e.step_execution_id,
+            "idempotency_key": f"{record.id}:{e.step_execution_id}:effect",
+            "kind": "effect",
+            "agent_id": None,
+            "status": "pending",
+            "available_at": now,
+            "attempts": 0,
+            "fence": 0,
+            "created_at": now,
+            "payload": {"action": e.action, "params": dict(e.params)},
+        }
+        for e in decision.effects
+    )
+    return rows
+
+
+def _bind(name: str, column: sa.Column[Any]) -> Any:
+    return sa.bindparam(name, type_=column.type)
+
+
+#: Built once: the engine's multi-row writes (executemany) reuse them batch after batch.
+_UPDATE_STATE = (
+    executions.update()
+    .where(executions.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        due_at=_bind("b_due_at", executions.c.due_at),
+        node_id=sa.bindparam("b_node_id"),
+        disposition=sa.bindparam("b_disposition"),
+        engine_state=_bind("b_engine_state", executions.c.engine_state),
+        variables=_bind("b_variables", executions.c.variables),
+        metadata=_bind("b_metadata", executions.c.metadata),
+        started_at=_bind("b_started_at", executions.c.started_at),
+        completed_at=_bind("b_completed_at", executions.c.completed_at),
+        updated_at=_bind("b_updated_at", executions.c.updated_at),
+    )
+)
+
+_sc = step_executions.c
+_UPDATE_STEP = (
+    step_executions.update()
+    .where(_sc.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        started_at=sa.func.coalesce(_bind("b_started_at", _sc.started_at), _sc.started_at),
+        completed_at=sa.func.coalesce(_bind("b_completed_at", _sc.completed_at), _sc.completed_at),
+        disposition=sa.func.coalesce(
+            sa.bindparam("b_disposition", type_=sa.String()), _sc.disposition
+        ),
+        agent_call=sa.case(
+            (sa.bindparam("b_has_call", type_=sa.Boolean()), _bind("b_agent_call", _sc.agent_call)),
+            else_=_sc.agent_call,
+        ),
+        next_allowed_at=sa.case(
+            (sa.bindparam("b_clear_next", type_=sa.Boolean()), sa.null()),
+            else_=sa.func.coalesce(
+                _bind("b_next_allowed_at", _sc.next_allowed_at), _sc.next_allowed_at
+            ),
+        ),
+    )
+)
 
 
 def is_terminal(status: str) -> bool:

@@ -1,40 +1,76 @@
-"""The outbox (commands to perform) and the inbox (events to feed back to ``decide``)."""
+"""The outbox (commands to perform) and the inbox (events to feed back to ``decide``).
+
+Outbox rows move ``pending -> in_flight -> done | failed``. A claim raises the row's ``fence``
+(the fencing token) and sets its lease end in ``available_at``; renewing, finishing, retrying
+or failing a row requires the token the claimer was given, so a worker whose lease lapsed and
+whose row was taken over cannot finish it. Every statement the engine runs per batch is built
+once, here, and executed with many parameter sets.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from reachflow.store.records import InboxItem, OutboxItem
 from reachflow.store.tables import inbox, outbox
 from reachflow.store.types import earliest
 
+_OPEN = ("pending", "in_flight")
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An inbox row: an event for ``decide``, recorded once per ``dedupe_key``."""
+
+    organization_id: str
+    execution_id: str
+    kind: str
+    payload: dict[str, Any]
+    dedupe_key: str
+    due_at: datetime
+
 
 class Queue:
+    # -- outbox -------------------------------------------------------------------------
+
     def claim_outbox(
-        self, conn: Connection, now: datetime, limit: int, lease: timedelta, *, skip_locked: bool
+        self,
+        conn: Connection,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        *,
+        skip_locked: bool,
+        exclude_agents: Iterable[str] = (),
     ) -> list[OutboxItem]:
-        """Take pending commands whose lease is free; the lease hides them from other workers."""
+        """Take up to ``limit`` rows that are pending and due, or in flight with a lapsed lease
+        (their worker died: they are re-sent under the same key). Each is put in flight under a
+        new fencing token and a lease ending at ``now + lease``, in this transaction."""
         query = (
             sa.select(outbox)
-            .where(outbox.c.status == "pending", outbox.c.available_at <= now)
+            .where(outbox.c.status.in_(_OPEN), outbox.c.available_at <= now)
             .order_by(outbox.c.available_at, outbox.c.id)
             .limit(limit)
         )
+        excluded = sorted(set(exclude_agents))
+        if excluded:
+            query = query.where(
+                sa.or_(outbox.c.agent_id.is_(None), outbox.c.agent_id.not_in(excluded))
+            )
         if skip_locked:
             query = query.with_for_update(skip_locked=True)
         rows = list(conn.execute(query).mappings())
         if not rows:
             return []
-        conn.execute(
-            outbox.update()
-            .where(outbox.c.id.in_([r["id"] for r in rows]))
-            .values(available_at=now + lease, attempts=outbox.c.attempts + 1)
-        )
-        return [
+        until = now + lease
+        items = [
             OutboxItem(
                 id=r["id"],
                 organization_id=r["organization_id"],
@@ -44,23 +80,78 @@ class Queue:
                 kind=r["kind"],
                 payload=dict(r["payload"]),
                 attempts=r["attempts"] + 1,
+                fence=r["fence"] + 1,
+                agent_id=r["agent_id"],
+                resent=r["status"] == "in_flight",
+                lease_until=until,
             )
             for r in rows
         ]
+        conn.execute(
+            _CLAIM,
+            [
+                {"b_id": i.id, "b_fence": i.fence, "b_attempts": i.attempts, "b_until": until}
+                for i in items
+            ],
+        )
+        return items
+
+    def renew(self, conn: Connection, held: Sequence[tuple[int, int]], until: datetime) -> None:
+        """Extend the leases of ``(id, fence)`` rows still held under that token."""
+        if held:
+            conn.execute(_RENEW, [{"b_id": i, "b_fence": f, "b_until": until} for i, f in held])
+
+    def held(self, conn: Connection, held: Sequence[tuple[int, int]]) -> set[int]:
+        """Which of the ``(id, fence)`` rows are still in flight under that very token (read
+        under their row locks on PostgreSQL)."""
+        if not held:
+            return set()
+        query = sa.select(outbox.c.id, outbox.c.fence, outbox.c.status).where(
+            outbox.c.id.in_(sa.bindparam("ids", expanding=True))
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.order_by(outbox.c.id).with_for_update()
+        tokens = dict(held)
+        return {
+            r.id
+            for r in conn.execute(query, {"ids": sorted(tokens)})
+            if r.status == "in_flight" and r.fence == tokens.get(r.id)
+        }
+
+    def finish_many(
+        self, conn: Connection, rows: Sequence[tuple[int, str | None]], now: datetime
+    ) -> None:
+        """``(id, error)``: done when error is None, else failed with it."""
+        if rows:
+            conn.execute(
+                _FINISH,
+                [
+                    {
+                        "b_id": i,
+                        "b_status": "failed" if error else "done",
+                        "b_done_at": now,
+                        "b_error": error,
+                    }
+                    for i, error in rows
+                ],
+            )
+
+    def retry_many(self, conn: Connection, rows: Sequence[tuple[int, datetime, str]]) -> None:
+        """``(id, at, error)``: back to pending, to be taken again at ``at`` (same key)."""
+        if rows:
+            conn.execute(
+                _RETRY, [{"b_id": i, "b_at": at, "b_error": error} for i, at, error in rows]
+            )
+
+    def release(self, conn: Connection, item_ids: Sequence[int], now: datetime) -> None:
+        """Hand claimed rows back untouched (their agent is at its bound): pending again."""
+        if item_ids:
+            conn.execute(_RELEASE, [{"b_id": i, "b_at": now} for i in item_ids])
 
     def finish_outbox(
         self, conn: Connection, item_id: int, now: datetime, *, error: str | None = None
     ) -> None:
-        conn.execute(
-            outbox.update()
-            .where(outbox.c.id == item_id)
-            .values(status="failed" if error else "done", done_at=now, last_error=error)
-        )
-
-    def retry_outbox(self, conn: Connection, item_id: int, at: datetime, error: str) -> None:
-        conn.execute(
-            outbox.update().where(outbox.c.id == item_id).values(available_at=at, last_error=error)
-        )
+        self.finish_many(conn, [(item_id, error)], now)
 
     def outbox_status(self, conn: Connection, idempotency_key: str) -> str | None:
         value = conn.execute(
@@ -69,7 +160,32 @@ class Queue:
         return str(value) if value is not None else None
 
     def next_outbox_at(self, conn: Connection) -> datetime | None:
-        return earliest(conn, outbox.c.available_at, outbox.c.status == "pending")
+        """The next pending row's time or in-flight row's lease end (``ix_outbox_open``)."""
+        return earliest(conn, outbox.c.available_at, outbox.c.status.in_(_OPEN))
+
+    # -- inbox --------------------------------------------------------------------------
+
+    def put_events(self, conn: Connection, events: Sequence[NewEvent], now: datetime) -> None:
+        """Record events in one statement; an event whose key is already there is dropped."""
+        if not events:
+            return
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(inbox).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        conn.execute(
+            statement,
+            [
+                {
+                    "organization_id": e.organization_id,
+                    "execution_id": e.execution_id,
+                    "kind": e.kind,
+                    "payload": e.payload,
+                    "dedupe_key": e.dedupe_key,
+                    "due_at": e.due_at,
+                    "created_at": now,
+                }
+                for e in events
+            ],
+        )
 
     def put_inbox(
         self,
@@ -87,22 +203,18 @@ class Queue:
         exists = conn.execute(sa.select(inbox.c.id).where(inbox.c.dedupe_key == dedupe_key)).first()
         if exists is not None:
             return False
-        conn.execute(
-            inbox.insert().values(
-                organization_id=organization_id,
-                execution_id=execution_id,
-                kind=kind,
-                payload=payload,
-                dedupe_key=dedupe_key,
-                due_at=due_at,
-                created_at=now,
-            )
+        self.put_events(
+            conn,
+            [NewEvent(organization_id, execution_id, kind, payload, dedupe_key, due_at)],
+            now,
         )
         return True
 
     def claim_inbox(
         self, conn: Connection, now: datetime, limit: int, *, skip_locked: bool
     ) -> list[InboxItem]:
+        """Take due events, oldest first, and delete them in this transaction: a fed event is
+        gone, and a replay of it finds no step in flight and changes nothing."""
         query = (
             sa.select(inbox)
             .where(inbox.c.due_at <= now)
@@ -111,7 +223,7 @@ class Queue:
         )
         if skip_locked:
             query = query.with_for_update(skip_locked=True)
-        return [
+        items = [
             InboxItem(
                 id=r["id"],
                 organization_id=r["organization_id"],
@@ -122,10 +234,59 @@ class Queue:
             )
             for r in conn.execute(query).mappings()
         ]
-
-    def mark_inbox_done(self, conn: Connection, item_id: int) -> None:
-        """A fed event is gone; a replay of it finds no step in flight and changes nothing."""
-        conn.execute(inbox.delete().where(inbox.c.id == item_id))
+        if items:
+            conn.execute(_DELETE_INBOX, {"ids": [i.id for i in items]})
+        return items
 
     def next_inbox_at(self, conn: Connection) -> datetime | None:
         return earliest(conn, inbox.c.due_at)
+
+
+#: Built once, executed with many parameter sets.
+_CLAIM = (
+    outbox.update()
+    .where(outbox.c.id == sa.bindparam("b_id"))
+    .values(
+        status="in_flight",
+        fence=sa.bindparam("b_fence"),
+        attempts=sa.bindparam("b_attempts"),
+        available_at=sa.bindparam("b_until", type_=outbox.c.available_at.type),
+    )
+)
+_RENEW = (
+    outbox.update()
+    .where(
+        outbox.c.id == sa.bindparam("b_id"),
+        outbox.c.fence == sa.bindparam("b_fence"),
+        outbox.c.status == "in_flight",
+    )
+    .values(available_at=sa.bindparam("b_until", type_=outbox.c.available_at.type))
+)
+_FINISH = (
+    outbox.update()
+    .where(outbox.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        done_at=sa.bindparam("b_done_at", type_=outbox.c.done_at.type),
+        last_error=sa.bindparam("b_error"),
+    )
+)
+_RETRY = (
+    outbox.update()
+    .where(outbox.c.id == sa.bindparam("b_id"))
+    .values(
+        status="pending",
+        available_at=sa.bindparam("b_at", type_=outbox.c.available_at.type),
+        last_error=sa.bindparam("b_error"),
+    )
+)
+_RELEASE = (
+    outbox.update()
+    .where(outbox.c.id == sa.bindparam("b_id"))
+    .values(
+        status="pending",
+        attempts=outbox.c.attempts - 1,
+        available_at=sa.bindparam("b_at", type_=outbox.c.available_at.type),
+    )
+)
+_DELETE_INBOX = inbox.delete().where(inbox.c.id.in_(sa.bindparam("ids", expanding=True)))

@@ -121,6 +121,12 @@ class OutboxItem:
     kind: str
     payload: dict[str, Any]
     attempts: int
+    #: The fencing token this claim holds; finishing the row requires it.
+    fence: int = 0
+    agent_id: str | None = None
+    #: Taken over from a worker whose lease lapsed: a re-send under the same key.
+    resent: bool = False
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

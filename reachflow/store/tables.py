@@ -94,6 +94,8 @@ executions = sa.Table(
     sa.Column("variables", sa.JSON(), nullable=False),
     sa.Column("metadata", sa.JSON(), nullable=False),
     sa.Column("priority_date", UTCDateTime(), nullable=True),
+    #: ``priorityDate`` or else ``created_at``: due work is taken in this order, then by due time.
+    sa.Column("priority_key", UTCDateTime(), nullable=False),
     sa.Column("start_at", UTCDateTime(), nullable=True),
     sa.Column("due_at", UTCDateTime(), nullable=True),
     sa.Column("node_id", sa.String(100), nullable=True),
@@ -106,6 +108,13 @@ executions = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index(
         "ix_executions_due",
+        "due_at",
+        sqlite_where=sa.text("due_at IS NOT NULL"),
+        postgresql_where=sa.text("due_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_executions_priority_due",
+        "priority_key",
         "due_at",
         sqlite_where=sa.text("due_at IS NOT NULL"),
         postgresql_where=sa.text("due_at IS NOT NULL"),
@@ -174,18 +183,24 @@ outbox = sa.Table(
     sa.Column("step_execution_id", ID, nullable=False),
     sa.Column("idempotency_key", sa.String(120), nullable=False, unique=True),
     sa.Column("kind", sa.String(16), nullable=False),
+    #: The agent a dispatch goes to (per-agent concurrency bounds filter on it); None for effects.
+    sa.Column("agent_id", ID, nullable=True),
     sa.Column("payload", sa.JSON(), nullable=False),
+    #: pending -> in_flight -> done | failed; in_flight rows carry a lease in ``available_at``.
     sa.Column("status", sa.String(16), nullable=False),
+    #: When a pending row may be taken, or when an in-flight row's lease ends.
     sa.Column("available_at", UTCDateTime(), nullable=False),
     sa.Column("attempts", sa.Integer(), nullable=False),
+    #: The fencing token: raised by every claim; only the holder of the current token finishes.
+    sa.Column("fence", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("done_at", UTCDateTime(), nullable=True),
     sa.Index(
-        "ix_outbox_pending",
+        "ix_outbox_open",
         "available_at",
-        sqlite_where=sa.text("status = 'pending'"),
-        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status IN ('pending', 'in_flight')"),
+        postgresql_where=sa.text("status IN ('pending', 'in_flight')"),
     ),
 )
 
@@ -259,4 +274,16 @@ contact_attempts = sa.Table(
     sa.Column("idempotency_key", sa.String(120), nullable=False, unique=True),
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Index("ix_contact_attempts_phone_at", "organization_id", "phone", "at"),
+)
+
+#: The simulator's durable ledger: the agent's own record of every call it placed, one row per
+#: idempotency key, so a key is placed once across processes and restarts. ``requests`` counts
+#: how often the key was sent (a re-send after a crash raises it; it never places again).
+simulator_calls = sa.Table(
+    "simulator_calls",
+    metadata,
+    sa.Column("idempotency_key", sa.String(120), primary_key=True),
+    sa.Column("receipt", sa.JSON(), nullable=False),
+    sa.Column("requests", sa.Integer(), nullable=False),
+    sa.Column("placed_at", UTCDateTime(), nullable=False),
 )

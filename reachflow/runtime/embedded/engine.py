@@ -1,27 +1,33 @@
-"""The embedded engine: feeds events to ``decide`` and persists every decision atomically.
+"""The embedded engine: feeds events to ``decide`` in batches and persists every decision.
 
-One ``tick`` does three kinds of work, each claimed in batches per transaction:
+One ``tick`` runs the stages until none has work, each stage one short transaction per batch
+with a fixed number of statements, whatever the batch size:
 
-1. inbox events that are due (agent results, arriving at the call's end);
-2. executions whose timer is due (``due_at`` index; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL);
-3. outbox commands (dispatches), taken under a lease and performed outside any transaction,
-   each under its idempotency key; a crashed worker's lease lapses and the command is retried
-   with the same key, which the agent deduplicates.
+1. *inbox*: claim due events (agent results, held or failed dispatches), feed them to
+   ``decide`` per execution, write the decisions;
+2. *due*: claim executions whose timer is due, in ``priorityDate`` then due-time order, feed
+   them ``WakeUp``, write the decisions;
+3. *dispatch* (``dispatcher.Dispatcher``): record the results of finished agent calls, then
+   claim outbox commands one by one under a lease and a fencing token, re-check the gate,
+   count the attempt and commit it as in flight, and only then hand the calls to a bounded
+   concurrent pool; leases of calls still in flight are renewed.
+
+A batch's decisions are made in memory first (``decide`` is pure), then written together; an
+execution whose ``decide`` raises is failed in the same batch, without a savepoint per row.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from reachflow.agents.http_action import HttpAction
-from reachflow.agents.port import Agent, AgentError, DispatchRequest
+from reachflow.agents.port import Agent
 from reachflow.domain.compile import compile_definition
 from reachflow.domain.compliance.reactions import ContactReaction, react_to_report
 from reachflow.domain.decider import (
@@ -40,14 +46,14 @@ from reachflow.domain.decider import (
 from reachflow.domain.enums import Channel, Disposition
 from reachflow.domain.graph import Graph
 from reachflow.runtime.clock import Clock, VirtualClock
-from reachflow.runtime.compliance import ContactCompliance
-from reachflow.store.executions import ExecutionFilter
+from reachflow.runtime.compliance import ContactCompliance, ContactFacts, contact_facts
+from reachflow.runtime.embedded.dispatcher import Dispatcher, DispatchLimits, EffectHandler
+from reachflow.store.contacts import ContactRecords
+from reachflow.store.executions import ExecutionFilter, broken
 from reachflow.store.records import ExecutionRecord, InboxItem, OutboxItem, VersionRecord
 from reachflow.store.store import Store
 
 log = logging.getLogger(__name__)
-
-EffectHandler = Callable[[Connection, OutboxItem, datetime], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,7 @@ class EngineConfig:
     lease: timedelta = timedelta(seconds=60)
     report_timeout: timedelta = timedelta(hours=2)
     max_dispatch_attempts: int = 5
+    limits: DispatchLimits = field(default_factory=DispatchLimits)
 
 
 @dataclass(slots=True)
@@ -65,6 +72,11 @@ class EngineStats:
     ticks: int = 0
     decisions: int = 0
     dispatches: int = 0
+    #: Calls re-sent under the same key after their worker's lease lapsed.
+    resent: int = 0
+    #: Results discarded because the row had been taken over (a stale fencing token).
+    stale_results: int = 0
+    held_at_dispatch: int = 0
     lateness: list[float] = field(default_factory=list)
 
     def record_lateness(self, seconds: float) -> None:
@@ -89,15 +101,15 @@ class Engine:
         self.clock = clock
         self.config = config or EngineConfig()
         self.compliance = compliance
-        self.http = http or HttpAction()
-        self.effect_handlers: dict[str, EffectHandler] = {
-            "suppress": self._suppress_effect,
-            **(effect_handlers or {}),
-        }
         self.stats = EngineStats()
         self._versions: dict[str, tuple[VersionRecord, Graph]] = {}
         self._versions_lock = threading.Lock()
         self.wakeup = threading.Event()
+        self.dispatcher = Dispatcher(
+            self,
+            http=http or HttpAction(),
+            effect_handlers={"suppress": self._suppress_effect, **(effect_handlers or {})},
+        )
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -129,15 +141,20 @@ class Engine:
         excluding_key: str | None = None,
     ) -> Context:
         """Everything ``decide`` may know, read now: the graph, and the gate for this contact."""
+        contact = (record.organization_id, record.primary_phone)
+        records = self.compliance.records_of(conn, [contact], now)[contact]
+        return self.context_from(
+            conn, record, contact_facts(records, excluding_key=excluding_key), now
+        )
+
+    def context_from(
+        self, conn: Connection, record: ExecutionRecord, facts: ContactFacts, now: datetime
+    ) -> Context:
         version, graph = self.version(conn, record.version_id)
         lead = Lead(phone=record.primary_phone, zipcode=record.zipcode, state=record.state)
-        facts = self.compliance.facts(
-            conn, record.organization_id, record.primary_phone, now, excluding_key=excluding_key
-        )
-        gate = self.compliance.gate(version, lead, facts, now)
         return Context(
             graph=graph,
-            gate=gate,
+            gate=self.compliance.gate(version, lead, facts, now),
             lead=lead,
             timezone=version.timezone,
             report_timeout=self.config.report_timeout,
@@ -146,22 +163,67 @@ class Engine:
     def apply(
         self, conn: Connection, record: ExecutionRecord, event: Event, now: datetime
     ) -> Decision:
-        """Decide and persist in the caller's transaction. Raises what ``decide`` raises."""
+        """Decide and persist one event in the caller's transaction (the API's commands).
+        Raises what ``decide`` raises."""
         decision = decide(self.context(conn, record, now), record.engine, event, now)
         self.store.executions.save_decision(conn, record, decision, now)
-        self.stats.decisions += 1
-        if decision.dispatches or decision.effects:
-            self.wakeup.set()
+        self._decided(1, bool(decision.dispatches or decision.effects))
         return decision
 
-    # -- the loop ---------------------------------------------------------------------------
+    def decide_batch(
+        self,
+        conn: Connection,
+        work: Sequence[tuple[ExecutionRecord, Sequence[Event]]],
+        now: datetime,
+    ) -> list[tuple[ExecutionRecord, Decision]]:
+        """Decide every execution's events in memory, then write all the decisions in a fixed
+        number of statements. An execution whose ``decide`` raises is failed with the reason;
+        the rest of the batch goes on."""
+        contacts = {(r.organization_id, r.primary_phone) for r, _ in work}
+        records = self.compliance.records_of(conn, contacts, now)
+        decided: list[tuple[ExecutionRecord, Decision]] = []
+        outgoing = False
+        for record, events in work:
+            facts = contact_facts(records.get(contact_of(record), ContactRecords()))
+            try:
+                context = self.context_from(conn, record, facts, now)
+                state = record.engine
+                decision: Decision | None = None
+                for event in events:
+                    step = decide(context, state, event, now)
+                    decision = step if decision is None else _chain(decision, step)
+                    state = step.state
+            except Exception as exc:
+                log.exception("execution %s failed to advance", record.id)
+                decision = broken(record, f"engine error: {exc}", now)
+            if decision is None:
+                continue
+            outgoing = outgoing or bool(decision.dispatches or decision.effects)
+            decided.append((record, decision))
+        self.store.executions.save_decisions(conn, decided, now)
+        self._decided(len(decided), outgoing)
+        return decided
+
+    def _decided(self, count: int, outgoing: bool) -> None:
+        self.stats.decisions += count
+        if outgoing:
+            self.wakeup.set()
+
+    # -- the stages -------------------------------------------------------------------------
 
     def tick(self) -> int:
-        """Do all work due now; returns how many items were handled."""
+        """Do all work due now; returns how many items were handled. Agent calls started here
+        may still be in flight when it returns (``dispatcher.wait_idle`` waits for them)."""
         self.stats.ticks += 1
         done = 0
         while True:
-            n = self.feed_inbox() + self.advance_due() + self.perform_outbox()
+            n = (
+                self.feed_inbox()
+                + self.advance_due()
+                + self.dispatcher.record_results()
+                + self.dispatcher.claim()
+            )
+            self.dispatcher.renew_leases()
             done += n
             if n == 0:
                 return done
@@ -173,37 +235,71 @@ class Engine:
             items = self.store.queue.claim_inbox(
                 conn, now, self.config.batch_size, skip_locked=db.supports_skip_locked
             )
+            if not items:
+                return 0
+            by_execution: dict[str, list[InboxItem]] = {}
             for item in items:
-                self._feed(conn, item, now)
+                by_execution.setdefault(item.execution_id, []).append(item)
+            records = self.store.executions.get_many(conn, list(by_execution), lock=True)
+            work: list[tuple[ExecutionRecord, list[Event]]] = []
+            for execution_id, fed in by_execution.items():
+                record = records.get(execution_id)
+                events = [e for e in (inbox_event(i) for i in fed) if e is not None]
+                if record is not None and events:
+                    work.append((record, events))
+            self.decide_batch(conn, work, now)
+            for item in items:
+                record = records.get(item.execution_id)
+                if record is not None:
+                    self._react_to(conn, item, record, now)
         return len(items)
 
-    def _feed(self, conn: Connection, item: InboxItem, now: datetime) -> None:
-        self.store.queue.mark_inbox_done(conn, item.id)
-        record = self.store.executions.get_execution(
-            conn, item.organization_id, item.execution_id, lock=True
+    def _react_to(
+        self, conn: Connection, item: InboxItem, record: ExecutionRecord, now: datetime
+    ) -> None:
+        """What an agent's report means for the contact (DNC, consent, STOP); rare."""
+        if item.kind != "agent_reported":
+            return
+        reaction = react_to_report(
+            Channel(item.payload.get("channel", Channel.CALL.value)),
+            Disposition(item.payload["disposition"]),
+            item.payload.get("reply"),
+            stop_revokes_all=self.compliance.stop_revokes_all,
         )
-        if record is None:
-            return
-        event = inbox_event(item)
-        if event is None:
-            return
-        self._apply_isolated(conn, record, event, now)
-        if isinstance(event, AgentReported):
-            reaction = react_to_report(
-                Channel(item.payload.get("channel", Channel.CALL.value)),
-                event.disposition,
-                item.payload.get("reply"),
-                stop_revokes_all=self.compliance.stop_revokes_all,
+        if reaction is not None:
+            self.react(
+                conn,
+                item.organization_id,
+                record.primary_phone,
+                reaction,
+                now,
+                execution_id=record.id,
             )
-            if reaction is not None:
-                self.react(
-                    conn,
-                    item.organization_id,
-                    record.primary_phone,
-                    reaction,
-                    now,
-                    execution_id=record.id,
-                )
+
+    def advance_due(self) -> int:
+        now = self.clock.now()
+        db = self.store.db
+        with db.begin() as conn:
+            due = self.store.executions.claim_due(
+                conn, now, self.config.batch_size, skip_locked=db.supports_skip_locked
+            )
+            if not due:
+                return 0
+            for record in due:
+                if record.due_at is not None:
+                    self.stats.record_lateness((now - record.due_at).total_seconds())
+            self.decide_batch(conn, [(record, (WakeUp(),)) for record in due], now)
+        return len(due)
+
+    def perform_outbox(self) -> int:
+        """Claim due commands, perform them and record their results, waiting for the calls
+        (tests and tools; the worker's ``tick`` does not wait)."""
+        claimed = self.dispatcher.claim()
+        self.dispatcher.wait_idle()
+        self.dispatcher.record_results()
+        return claimed
+
+    # -- contacts ---------------------------------------------------------------------------
 
     def react(
         self,
@@ -234,176 +330,8 @@ class Engine:
     ) -> int:
         """Cancel every active execution the filter matches, in the caller's transaction."""
         records = self.store.executions.lock_active(conn, flt)
-        for record in records:
-            self.apply(conn, record, Cancelled(reason), now)
+        self.decide_batch(conn, [(record, (Cancelled(reason),)) for record in records], now)
         return len(records)
-
-    def advance_due(self) -> int:
-        now = self.clock.now()
-        db = self.store.db
-        with db.begin() as conn:
-            due = self.store.executions.claim_due(
-                conn, now, self.config.batch_size, skip_locked=db.supports_skip_locked
-            )
-            for record in sorted(due, key=_priority):
-                if record.due_at is not None:
-                    self.stats.record_lateness((now - record.due_at).total_seconds())
-                self._apply_isolated(conn, record, WakeUp(), now)
-        return len(due)
-
-    def _apply_isolated(
-        self, conn: Connection, record: ExecutionRecord, event: Event, now: datetime
-    ) -> None:
-        """One execution's failure must not roll back the batch or loop forever."""
-        try:
-            with conn.begin_nested():
-                self.apply(conn, record, event, now)
-        except Exception as exc:
-            log.exception("execution %s failed to advance", record.id)
-            self.store.executions.mark_broken(conn, record, f"engine error: {exc}", now)
-
-    def perform_outbox(self) -> int:
-        now = self.clock.now()
-        db = self.store.db
-        with db.begin() as conn:
-            items = self.store.queue.claim_outbox(
-                conn,
-                now,
-                self.config.batch_size,
-                self.config.lease,
-                skip_locked=db.supports_skip_locked,
-            )
-        for item in items:
-            if item.kind == "dispatch":
-                self._dispatch(item)
-            else:
-                self._effect(item)
-        return len(items)
-
-    def _dispatch(self, item: OutboxItem) -> None:
-        now = self.clock.now()
-        payload = item.payload
-        with self.store.db.begin() as conn:
-            agent = self.store.accounts.get_agent(conn, item.organization_id, payload["agentId"])
-            record = self.store.executions.get_execution(
-                conn, item.organization_id, item.execution_id
-            )
-            if agent is None or record is None:
-                self.store.queue.finish_outbox(conn, item.id, now, error="agent or execution gone")
-                return
-            # One contact's cap checks are serialized: check, then count this attempt, then
-            # commit, and only then ask the agent (a retry under the same key counts once).
-            self.store.contacts.lock_contact(conn, record.organization_id, record.primary_phone)
-            hold = self._hold_reason(conn, record, item, now)
-            if hold is not None:
-                # The window closed (or a rule changed) since the decision: do not dispatch.
-                self.store.queue.finish_outbox(conn, item.id, now, error=hold)
-                self._put_event(conn, item, "dispatch_held", {"reason": hold}, now, now)
-                return
-            self.store.contacts.record_attempt(
-                conn,
-                organization_id=record.organization_id,
-                phone=record.primary_phone,
-                channel=Channel(payload["channel"]),
-                idempotency_key=item.idempotency_key,
-                at=now,
-                execution_id=record.id,
-            )
-        provider = self.agents.get(agent.provider)
-        request = DispatchRequest(
-            idempotency_key=item.idempotency_key,
-            organization_id=item.organization_id,
-            execution_id=item.execution_id,
-            step_execution_id=item.step_execution_id,
-            agent_id=agent.id,
-            agent_config=agent.config,
-            channel=Channel(payload["channel"]),
-            phone=payload["phone"],
-            message=payload.get("message"),
-            leave_voicemail=bool(payload.get("leaveVoicemail")),
-            variables=dict(payload.get("variables") or {}),
-            sequence=int(payload.get("sequence", 1)),
-            now=now,
-            forwarding_phone_number=payload.get("forwardingPhoneNumber"),
-        )
-        try:
-            if provider is None:
-                raise AgentError(f"no agent provider {agent.provider!r}", transient=False)
-            receipt = provider.dispatch(request)
-        except AgentError as exc:
-            self._dispatch_error(item, str(exc), transient=exc.transient)
-            return
-        except Exception as exc:
-            log.exception("agent %s failed", agent.id)
-            self._dispatch_error(item, f"agent error: {exc}", transient=True)
-            return
-        self.stats.dispatches += 1
-        with self.store.db.begin() as conn:
-            self.store.queue.finish_outbox(conn, item.id, now)
-            if receipt.result is not None:
-                result = receipt.result
-                self._put_event(
-                    conn,
-                    item,
-                    "agent_reported",
-                    {
-                        "disposition": result.disposition.value,
-                        "call": result.call.to_json(),
-                        "channel": payload["channel"],
-                        "reply": result.reply,
-                    },
-                    result.reported_at,
-                    now,
-                )
-
-    def _hold_reason(
-        self, conn: Connection, record: ExecutionRecord, item: OutboxItem, now: datetime
-    ) -> str | None:
-        payload = item.payload
-        if record.engine.is_finished:
-            return f"execution is {record.status}"
-        context = self.context(conn, record, now, excluding_key=item.idempotency_key)
-        node = context.graph.nodes.get(payload.get("nodeId", ""))
-        needs_tcpa = getattr(node.config, "needs_tcpa", True) if node else True
-        answer = context.gate.check(now, Channel(payload["channel"]), needs_tcpa)
-        return None if answer.allowed else f"at dispatch: {answer.reason}"
-
-    def _dispatch_error(self, item: OutboxItem, error: str, *, transient: bool) -> None:
-        now = self.clock.now()
-        with self.store.db.begin() as conn:
-            if transient and item.attempts < self.config.max_dispatch_attempts:
-                backoff = timedelta(seconds=min(300, 5 * 2 ** (item.attempts - 1)))
-                self.store.queue.retry_outbox(conn, item.id, now + backoff, error)
-                return
-            self.store.queue.finish_outbox(conn, item.id, now, error=error)
-            self._put_event(conn, item, "dispatch_failed", {"reason": error}, now, now)
-
-    def _effect(self, item: OutboxItem) -> None:
-        now = self.clock.now()
-        action = item.payload.get("action", "")
-        if action == "http":
-            # Outside any transaction: a slow endpoint must not hold the database.
-            outcome = self.http.perform(
-                dict(item.payload.get("params") or {}),
-                idempotency_key=item.idempotency_key,
-                now=now,
-            )
-            ok, detail = outcome.ok, outcome.detail
-            with self.store.db.begin() as conn:
-                self._finish_effect(conn, item, ok, detail, now)
-            return
-        handler = self.effect_handlers.get(action)
-        with self.store.db.begin() as conn:
-            ok = handler(conn, item, now) if handler is not None else False
-            detail = "done" if ok else f"no handler for {action!r}"
-            self._finish_effect(conn, item, ok, detail, now)
-
-    def _finish_effect(
-        self, conn: Connection, item: OutboxItem, ok: bool, detail: str, now: datetime
-    ) -> None:
-        self.store.queue.finish_outbox(conn, item.id, now, error=None if ok else detail)
-        payload = {"ok": ok, "detail": detail}
-        self._put_event(conn, item, "application_finished", payload, now, now)
 
     def _suppress_effect(self, conn: Connection, item: OutboxItem, now: datetime) -> bool:
         """The APPLICATION ``suppress`` action: put the execution's number on the list."""
@@ -426,26 +354,6 @@ class Engine:
         )
         return True
 
-    def _put_event(
-        self,
-        conn: Connection,
-        item: OutboxItem,
-        kind: str,
-        payload: dict[str, Any],
-        due_at: datetime,
-        now: datetime,
-    ) -> None:
-        self.store.queue.put_inbox(
-            conn,
-            organization_id=item.organization_id,
-            execution_id=item.execution_id,
-            kind=kind,
-            payload={"stepExecutionId": item.step_execution_id, **payload},
-            dedupe_key=f"{item.idempotency_key}:{kind}",
-            due_at=due_at,
-            now=now,
-        )
-
     # -- driving ----------------------------------------------------------------------------
 
     def next_work_at(self) -> datetime | None:
@@ -461,18 +369,48 @@ class Engine:
     def run_until_idle(
         self, clock: VirtualClock, *, max_rounds: int = 1_000_000, until: datetime | None = None
     ) -> int:
-        """Under a virtual clock: do all due work, jump to the next due instant, repeat."""
+        """Under a virtual clock: do all due work (waiting for the agent calls it starts),
+        jump to the next due instant, repeat."""
         handled = 0
         for _ in range(max_rounds):
             handled += self.tick()
+            if self.dispatcher.busy:
+                self.dispatcher.wait_idle()
+                continue
             upcoming = self.next_work_at()
             if upcoming is None or (until is not None and upcoming > until):
                 if until is not None:
                     clock.advance_to(until)
-                    handled += self.tick()
+                    handled += self._settle()
                 return handled
             clock.advance_to(upcoming)
         raise RuntimeError("run_until_idle did not settle")
+
+    def _settle(self) -> int:
+        handled = self.tick()
+        while self.dispatcher.busy:
+            self.dispatcher.wait_idle()
+            handled += self.tick()
+        return handled
+
+    def close(self) -> None:
+        self.dispatcher.close()
+
+
+def contact_of(record: ExecutionRecord) -> tuple[str, str]:
+    return (record.organization_id, record.primary_phone)
+
+
+def _chain(first: Decision, then: Decision) -> Decision:
+    """Two decisions on one execution in one batch, as one: the later state, everything else
+    in order."""
+    return Decision(
+        state=then.state,
+        steps=first.steps + then.steps,
+        dispatches=first.dispatches + then.dispatches,
+        effects=first.effects + then.effects,
+        history=first.history + then.history,
+    )
 
 
 def inbox_event(item: InboxItem) -> Event | None:
@@ -492,7 +430,3 @@ def inbox_event(item: InboxItem) -> Event | None:
             step_id, bool(item.payload.get("ok")), item.payload.get("detail", "")
         )
     return None
-
-
-def _priority(record: ExecutionRecord) -> tuple[datetime, datetime]:
-    return (record.priority_date or record.created_at, record.created_at)

@@ -1,0 +1,58 @@
+"""The simulator's durable ledger: the simulated agent's own record of the calls it placed.
+
+A real agent that honours idempotency keys places each key's call once, whatever process sends
+it and however often. The simulator does the same by recording each key here before it
+answers: the first request for a key stores the receipt (a placement), and every later request
+gets that stored receipt back and only raises ``requests``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from reachflow.store.database import Database
+from reachflow.store.tables import simulator_calls
+
+
+class SimulatorLedger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(simulator_calls)
+        self._place = statement.on_conflict_do_update(
+            index_elements=["idempotency_key"],
+            set_={"requests": simulator_calls.c.requests + 1},
+        ).returning(
+            simulator_calls.c.idempotency_key,
+            simulator_calls.c.receipt,
+            simulator_calls.c.requests,
+            sort_by_parameter_order=True,
+        )
+
+    def place(
+        self, entries: Sequence[tuple[str, dict[str, Any]]], now: datetime
+    ) -> list[tuple[dict[str, Any], bool]]:
+        """For each ``(key, receipt)``: the receipt on record for the key, and whether this
+        request placed it (False: an earlier request did). One statement, one transaction."""
+        if not entries:
+            return []
+        rows = [
+            {"idempotency_key": key, "receipt": receipt, "requests": 1, "placed_at": now}
+            for key, receipt in entries
+        ]
+        with self.db.begin() as conn:
+            found = conn.execute(self._place, rows).all()
+        return [(dict(r.receipt), r.requests == 1) for r in found]
+
+    def placements(self) -> dict[str, int]:
+        """Every key on record with how many requests it received."""
+        with self.db.begin() as conn:
+            rows = conn.execute(
+                sa.select(simulator_calls.c.idempotency_key, simulator_calls.c.requests)
+            )
+            return {r.idempotency_key: r.requests for r in rows}
