@@ -65,6 +65,25 @@ class Result:
     completed: int
     duplicates: int
     lateness: list[float]
+    statements: int = 0
+    transactions: int = 0
+    checkouts: int = 0
+    cpu_seconds: float = 0.0
+
+    @property
+    def statements_per_step(self) -> float:
+        return self.statements / self.dispatches if self.dispatches else 0.0
+
+    @property
+    def round_trips_per_step(self) -> float:
+        """Estimated: one per statement (an executemany is pipelined), plus BEGIN and COMMIT
+        per transaction, plus the pool's pre-ping per checkout."""
+        trips = self.statements + 2 * self.transactions + self.checkouts
+        return trips / self.dispatches if self.dispatches else 0.0
+
+    @property
+    def cpu_ms_per_execution(self) -> float:
+        return 1000 * self.cpu_seconds / self.completed if self.completed else 0.0
 
     @property
     def leads_per_second(self) -> float:
@@ -203,8 +222,48 @@ def completed_count(services: Services) -> int:
         return services.store.executions.count_by_status(conn).get("COMPLETED", 0)
 
 
+class Counters:
+    """Statements, transactions and pool checkouts on the services' engine during the drive."""
+
+    def __init__(self, services: Services) -> None:
+        self.statements = self.transactions = self.checkouts = 0
+        self.counting = False
+        engine = services.db.engine
+        sa.event.listen(engine, "before_cursor_execute", self._statement)
+        sa.event.listen(engine, "commit", self._commit)
+        sa.event.listen(engine, "checkout", self._checkout)
+        self.cpu_started = 0.0
+        self.cpu_seconds = 0.0
+
+    def start(self) -> None:
+        self.counting = True
+        self.cpu_started = time.process_time()
+
+    def stop(self) -> None:
+        self.counting = False
+        self.cpu_seconds = time.process_time() - self.cpu_started
+
+    def _statement(self, *_: object) -> None:
+        if self.counting:
+            self.statements += 1
+
+    def _commit(self, *_: object) -> None:
+        if self.counting:
+            self.transactions += 1
+
+    def _checkout(self, *_: object) -> None:
+        if self.counting:
+            self.checkouts += 1
+
+
 def finish(
-    services: Services, backend: str, mode: str, n: int, bulk: float, drive: float
+    services: Services,
+    backend: str,
+    mode: str,
+    n: int,
+    bulk: float,
+    drive: float,
+    counters: Counters,
 ) -> Result:
     placed = services.simulator.calls_placed
     return Result(
@@ -217,6 +276,10 @@ def finish(
         completed=completed_count(services),
         duplicates=sum(count - 1 for count in placed.values() if count > 1),
         lateness=list(services.engine.stats.lateness),
+        statements=counters.statements,
+        transactions=counters.transactions,
+        checkouts=counters.checkouts,
+        cpu_seconds=counters.cpu_seconds,
     )
 
 
@@ -226,10 +289,13 @@ def run_virtual(url: str, backend: str, n: int) -> Result:
     try:
         org_id, workflow_id = build_workflow(services)
         bulk = bulk_create(services, org_id, workflow_id, n)
+        counters = Counters(services)
         started = time.perf_counter()
+        counters.start()
         services.engine.run_until_idle(clock)
+        counters.stop()
         drive = time.perf_counter() - started
-        return finish(services, backend, "virtual", n, bulk, drive)
+        return finish(services, backend, "virtual", n, bulk, drive, counters)
     finally:
         services.close()
 
@@ -240,9 +306,15 @@ def run_real(url: str, backend: str, n: int) -> Result:
         org_id, workflow_id = build_workflow(services)
         bulk = bulk_create(services, org_id, workflow_id, n)
         engine = services.engine
+        counters = Counters(services)
         started = time.perf_counter()
+        counters.start()
         while time.perf_counter() - started < REAL_TIMEOUT_SECONDS:
             if engine.tick() > 0:
+                continue
+            if engine.dispatcher.busy:
+                engine.wakeup.wait(0.05)  # set when an agent call finishes
+                engine.wakeup.clear()
                 continue
             if completed_count(services) >= n:
                 break
@@ -251,16 +323,18 @@ def run_real(url: str, backend: str, n: int) -> Result:
                 break  # nothing left to do: the check below reports the shortfall
             wait = (upcoming - services.clock.now()).total_seconds()
             time.sleep(min(0.05, max(0.0, wait)))
+        counters.stop()
         drive = time.perf_counter() - started
-        return finish(services, backend, "real", n, bulk, drive)
+        return finish(services, backend, "real", n, bulk, drive, counters)
     finally:
         services.close()
 
 
-def run_backend(backend: str, n: int) -> list[Result]:
+def run_backend(backend: str, n: int, modes: list[str]) -> list[Result]:
     results = []
     started = time.perf_counter()
-    for mode, runner in (("virtual", run_virtual), ("real", run_real)):
+    runners = {"virtual": run_virtual, "real": run_real}
+    for mode, runner in ((m, runners[m]) for m in modes):
         print(f"... {backend} / {mode}: {n} executions", flush=True)
         mode_started = time.perf_counter()
         with fresh_database(backend, mode) as url:
@@ -276,6 +350,28 @@ def run_backend(backend: str, n: int) -> list[Result]:
     return results
 
 
+def median_of(results: tuple[Result, ...]) -> Result:
+    """The run with the median executions/s (all runs must pass the check)."""
+    ordered = sorted(results, key=lambda r: r.executions_per_second)
+    middle = ordered[len(ordered) // 2]
+    ok = all(r.ok for r in results)
+    return middle if ok else next(r for r in results if not r.ok)
+
+
+def git_commit() -> str:
+    import subprocess
+
+    found = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return found.stdout.strip() or "unknown"
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 # -- the table -------------------------------------------------------------------------------
 
 COLUMNS = (
@@ -287,6 +383,9 @@ COLUMNS = (
     ("drive s", "{:>8.2f}"),
     ("exec/s", "{:>7.0f}"),
     ("steps/s", "{:>8.0f}"),
+    ("stmt/step", "{:>9.2f}"),
+    ("rt/step", "{:>7.2f}"),
+    ("cpu ms/exec", "{:>11.2f}"),
     ("late p50 ms", "{:>11.1f}"),
     ("late p99 ms", "{:>11.1f}"),
     ("check", "{:<5}"),
@@ -303,6 +402,9 @@ def row(result: Result) -> list[object]:
         result.drive_seconds,
         result.executions_per_second,
         result.steps_per_second,
+        result.statements_per_step,
+        result.round_trips_per_step,
+        result.cpu_ms_per_execution,
         percentile(result.lateness, 50) * 1000,
         percentile(result.lateness, 99) * 1000,
         "ok" if result.ok else "FAIL",
@@ -342,14 +444,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="executions per run")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--modes", default="virtual,real", help="virtual, real or both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; the median is shown")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # A SIGTERM (``timeout``, a process manager) unwinds like Ctrl-C, so the databases are dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     backends = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     started = time.perf_counter()
-    results = [r for backend in backends for r in run_backend(backend, args.n)]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    print(f"commit {git_commit()}; load: {load_average()}", flush=True)
+    runs = [
+        [r for backend in backends for r in run_backend(backend, args.n, modes)]
+        for _ in range(args.repeat)
+    ]
+    results = [median_of(same) for same in zip(*runs, strict=True)]
+    if args.repeat > 1:
+        for same in zip(*runs, strict=True):
+            rates = ", ".join(f"{r.executions_per_second:.0f}" for r in same)
+            print(f"{same[0].backend}/{same[0].mode} exec/s per run: {rates}")
     print_table(results, Settings())
+    print(f"load after: {load_average()}")
     print(f"total wall time {time.perf_counter() - started:.1f} s")
     return 0 if all(r.ok for r in results) else 1
 

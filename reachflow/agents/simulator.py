@@ -73,13 +73,23 @@ class SimulatorAgent:
     def place(self, requests: Sequence[DispatchRequest]) -> list[DispatchReceipt]:
         if self._ledger is None:
             return [self._place_in_memory(r) for r in requests]
-        entries = [(r.idempotency_key, receipt_to_json(simulate(r))) for r in requests]
+        receipts = [simulate(r) for r in requests]
+        entries = [
+            (r.idempotency_key, receipt_to_json(receipt))
+            for r, receipt in zip(requests, receipts, strict=True)
+        ]
         recorded = self._ledger.place(entries, requests[0].now) if requests else []
+        answers: list[DispatchReceipt] = []
         with self._lock:
-            for (key, _), (_, placed) in zip(entries, recorded, strict=True):
+            for (key, _), receipt, (stored, placed) in zip(
+                entries, receipts, recorded, strict=True
+            ):
                 if placed:
                     self.calls_placed[key] += 1
-        return [receipt_from_json(receipt) for receipt, _ in recorded]
+                    answers.append(receipt)
+                else:  # placed before, maybe by another process: the receipt on record
+                    answers.append(receipt_from_json(stored))
+        return answers
 
     def _place_in_memory(self, request: DispatchRequest) -> DispatchReceipt:
         with self._lock:

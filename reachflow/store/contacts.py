@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from reachflow.domain.enums import Channel
+from reachflow.store.driver_writes import DriverWrite, insert_sql
 from reachflow.store.tables import consents, contact_attempts, suppressions
 from reachflow.store.types import after_key
 
@@ -188,6 +188,25 @@ class Contacts:
         )
         return True
 
+    def grant_consents(self, conn: Connection, grants: Sequence[ConsentGrant]) -> None:
+        """Grant many consents in one statement; a channel already consented is left alone."""
+        if grants:
+            _GRANT_IF_ABSENT.execute(
+                conn,
+                [
+                    {
+                        "id": g.consent_id,
+                        "org": g.organization_id,
+                        "phone": g.phone,
+                        "channel": g.channel.value,
+                        "source": g.source,
+                        "execution_id": g.execution_id,
+                        "granted_at": g.granted_at,
+                    }
+                    for g in grants
+                ],
+            )
+
     def revoke_consent(
         self,
         conn: Connection,
@@ -244,11 +263,8 @@ class Contacts:
 
     def record_attempts(self, conn: Connection, attempts: Sequence[AttemptRow]) -> None:
         """Count attempts in one statement; a key already counted is left alone."""
-        if not attempts:
-            return
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(
-            insert(contact_attempts).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+        _INSERT_ATTEMPTS.execute(
+            conn,
             [
                 {
                     "organization_id": a.organization_id,
@@ -349,6 +365,17 @@ class AttemptRow:
     execution_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentGrant:
+    consent_id: str
+    organization_id: str
+    phone: str
+    channel: Channel
+    source: str
+    granted_at: datetime
+    execution_id: str | None = None
+
+
 @dataclass(slots=True)
 class ContactRecords:
     """One contact's rows as read for a batch: ``(channel, reason)`` of each active
@@ -398,6 +425,25 @@ _ATTEMPTS_SINCE = sa.select(
     contact_attempts.c.organization_id.in_(_PAIRS["orgs"]),
     contact_attempts.c.phone.in_(_PAIRS["phones"]),
     contact_attempts.c.at > sa.bindparam("since", type_=contact_attempts.c.at.type),
+)
+_INSERT_ATTEMPTS = DriverWrite(
+    insert_sql(
+        "contact_attempts",
+        ["organization_id", "phone", "channel", "execution_id", "idempotency_key", "at"],
+        " ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+)
+_GRANT_IF_ABSENT = DriverWrite(
+    "INSERT INTO consents (id, organization_id, phone, channel, source, execution_id, granted_at)"
+    " SELECT :id, :org, :phone, :channel, :source, :execution_id, :granted_at"
+    " WHERE NOT EXISTS (SELECT 1 FROM consents WHERE organization_id = :org AND phone = :phone"
+    " AND channel = :channel AND revoked_at IS NULL)",
+    postgresql="INSERT INTO consents"
+    " (id, organization_id, phone, channel, source, execution_id, granted_at)"
+    " SELECT :id, :org, :phone, :channel, :source, :execution_id,"
+    " CAST(:granted_at AS timestamptz)"
+    " WHERE NOT EXISTS (SELECT 1 FROM consents WHERE organization_id = :org AND phone = :phone"
+    " AND channel = :channel AND revoked_at IS NULL)",
 )
 _LOCK_MANY = sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 

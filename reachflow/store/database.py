@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,10 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = url
         self.engine = self._create_engine(url, echo=echo, pool_size=pool_size)
+        # SQLite has one writer, and its busy handler waits by sleeping and polling. Threads of
+        # this process (API, worker, agent calls) queue on this lock instead, in turn and at
+        # once; other processes still meet SQLite's busy timeout.
+        self._sqlite_writer = threading.RLock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -63,7 +68,11 @@ class Database:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """One transaction; commits on success, rolls back on any exception."""
-        with self.engine.begin() as conn:
+        if self._sqlite_writer is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._sqlite_writer, self.engine.begin() as conn:
             yield conn
 
     def lock_rows(self, query: sa.Select[Any], *, skip_locked: bool = False) -> sa.Select[Any]:

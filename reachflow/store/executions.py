@@ -20,7 +20,8 @@ from reachflow.domain.decider import (
     StepUpdated,
 )
 from reachflow.domain.enums import TERMINAL_STATUSES, ExecutionStatus
-from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord
+from reachflow.store.driver_writes import DriverWrite, insert_sql
+from reachflow.store.records import EventRecord, ExecutionRecord, ExecutionRef, StepRecord
 from reachflow.store.tables import (
     execution_events,
     executions,
@@ -197,6 +198,18 @@ class Executions:
         )
         return [str(r.id) for r in rows]
 
+    def refs_of(self, conn: Connection, execution_ids: Sequence[str]) -> dict[str, ExecutionRef]:
+        """The dispatch stage's view of executions by id, in one statement."""
+        if not execution_ids:
+            return {}
+        rows = conn.execute(_REFS, {"ids": sorted(set(execution_ids))})
+        return {
+            r.id: ExecutionRef(
+                r.id, r.organization_id, r.version_id, r.status, r.primary_phone, r.zipcode, r.state
+            )
+            for r in rows
+        }
+
     def get_many(
         self, conn: Connection, execution_ids: Sequence[str], *, lock: bool = False
     ) -> dict[str, ExecutionRecord]:
@@ -278,15 +291,11 @@ class Executions:
                 for h in decision.history
             )
             commands.extend(_outbox_rows(record, decision, now))
-        conn.execute(_UPDATE_STATE, list(states.values()))
-        if opened:
-            conn.execute(step_executions.insert(), list(opened.values()))
-        if updates:
-            conn.execute(_UPDATE_STEP, updates)
-        if history:
-            conn.execute(execution_events.insert(), history)
-        if commands:
-            conn.execute(outbox.insert(), commands)
+        _WRITE_STATE.execute(conn, list(states.values()))
+        _INSERT_STEPS.execute(conn, list(opened.values()))
+        _WRITE_STEPS.execute(conn, updates)
+        _INSERT_EVENTS.execute(conn, history)
+        _INSERT_COMMANDS.execute(conn, commands)
 
     def mark_broken(
         self, conn: Connection, record: ExecutionRecord, reason: str, now: datetime
@@ -438,49 +447,50 @@ def _outbox_rows(
     return rows
 
 
-def _bind(name: str, column: sa.Column[Any]) -> Any:
-    return sa.bindparam(name, type_=column.type)
+_REFS = sa.select(
+    executions.c.id,
+    executions.c.organization_id,
+    executions.c.version_id,
+    executions.c.status,
+    executions.c.primary_phone,
+    executions.c.zipcode,
+    executions.c.state,
+).where(executions.c.id.in_(sa.bindparam("ids", expanding=True)))
 
+_COMMAND_COLUMNS = [c.name for c in outbox.c if c.name not in ("id", "last_error", "done_at")]
 
-#: Built once: the engine's multi-row writes (executemany) reuse them batch after batch.
-_UPDATE_STATE = (
-    executions.update()
-    .where(executions.c.id == sa.bindparam("b_id"))
-    .values(
-        status=sa.bindparam("b_status"),
-        due_at=_bind("b_due_at", executions.c.due_at),
-        node_id=sa.bindparam("b_node_id"),
-        disposition=sa.bindparam("b_disposition"),
-        engine_state=_bind("b_engine_state", executions.c.engine_state),
-        variables=_bind("b_variables", executions.c.variables),
-        metadata=_bind("b_metadata", executions.c.metadata),
-        started_at=_bind("b_started_at", executions.c.started_at),
-        completed_at=_bind("b_completed_at", executions.c.completed_at),
-        updated_at=_bind("b_updated_at", executions.c.updated_at),
-    )
+#: Written once, run as executemany on the driver (``driver_writes``): the engine's hot writes.
+_WRITE_STATE = DriverWrite(
+    "UPDATE executions SET status = :b_status, due_at = :b_due_at, node_id = :b_node_id,"
+    " disposition = :b_disposition, engine_state = :b_engine_state, variables = :b_variables,"
+    " metadata = :b_metadata, started_at = :b_started_at, completed_at = :b_completed_at,"
+    " updated_at = :b_updated_at WHERE id = :b_id"
 )
-
-_sc = step_executions.c
-_UPDATE_STEP = (
-    step_executions.update()
-    .where(_sc.id == sa.bindparam("b_id"))
-    .values(
-        status=sa.bindparam("b_status"),
-        started_at=sa.func.coalesce(_bind("b_started_at", _sc.started_at), _sc.started_at),
-        completed_at=sa.func.coalesce(_bind("b_completed_at", _sc.completed_at), _sc.completed_at),
-        disposition=sa.func.coalesce(
-            sa.bindparam("b_disposition", type_=sa.String()), _sc.disposition
-        ),
-        agent_call=sa.case(
-            (sa.bindparam("b_has_call", type_=sa.Boolean()), _bind("b_agent_call", _sc.agent_call)),
-            else_=_sc.agent_call,
-        ),
-        next_allowed_at=sa.case(
-            (sa.bindparam("b_clear_next", type_=sa.Boolean()), sa.null()),
-            else_=sa.func.coalesce(
-                _bind("b_next_allowed_at", _sc.next_allowed_at), _sc.next_allowed_at
-            ),
-        ),
+_STEP_UPDATE = (
+    "UPDATE step_executions SET status = :b_status,"
+    " started_at = COALESCE(:b_started_at, started_at),"
+    " completed_at = COALESCE(:b_completed_at, completed_at),"
+    " disposition = COALESCE(:b_disposition, disposition),"
+    " agent_call = CASE WHEN :b_has_call THEN {call} ELSE agent_call END,"
+    " next_allowed_at = CASE WHEN :b_clear_next THEN NULL"
+    " ELSE COALESCE(:b_next_allowed_at, next_allowed_at) END"
+    " WHERE id = :b_id"
+)
+_WRITE_STEPS = DriverWrite(
+    _STEP_UPDATE.format(call=":b_agent_call"),
+    postgresql=_STEP_UPDATE.format(call="CAST(:b_agent_call AS json)")
+    .replace("COALESCE(:b_started_at,", "COALESCE(CAST(:b_started_at AS timestamptz),")
+    .replace("COALESCE(:b_completed_at,", "COALESCE(CAST(:b_completed_at AS timestamptz),")
+    .replace("COALESCE(:b_disposition,", "COALESCE(CAST(:b_disposition AS varchar),")
+    .replace("COALESCE(:b_next_allowed_at,", "COALESCE(CAST(:b_next_allowed_at AS timestamptz),"),
+)
+_INSERT_STEPS = DriverWrite(insert_sql("step_executions", [c.name for c in step_executions.c]))
+_INSERT_EVENTS = DriverWrite(
+    insert_sql("execution_events", ["organization_id", "execution_id", "kind", "at", "data"])
+)
+_INSERT_COMMANDS = DriverWrite(
+    insert_sql(
+        "outbox", [c.name for c in outbox.c if c.name not in ("id", "last_error", "done_at")]
     )
 )
 

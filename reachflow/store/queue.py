@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from reachflow.store.driver_writes import DriverWrite, insert_sql
 from reachflow.store.records import InboxItem, OutboxItem
 from reachflow.store.tables import inbox, outbox
 from reachflow.store.types import earliest
@@ -87,8 +87,8 @@ class Queue:
             )
             for r in rows
         ]
-        conn.execute(
-            _CLAIM,
+        _CLAIM.execute(
+            conn,
             [
                 {"b_id": i.id, "b_fence": i.fence, "b_attempts": i.attempts, "b_until": until}
                 for i in items
@@ -99,7 +99,7 @@ class Queue:
     def renew(self, conn: Connection, held: Sequence[tuple[int, int]], until: datetime) -> None:
         """Extend the leases of ``(id, fence)`` rows still held under that token."""
         if held:
-            conn.execute(_RENEW, [{"b_id": i, "b_fence": f, "b_until": until} for i, f in held])
+            _RENEW.execute(conn, [{"b_id": i, "b_fence": f, "b_until": until} for i, f in held])
 
     def held(self, conn: Connection, held: Sequence[tuple[int, int]]) -> set[int]:
         """Which of the ``(id, fence)`` rows are still in flight under that very token (read
@@ -123,8 +123,8 @@ class Queue:
     ) -> None:
         """``(id, error)``: done when error is None, else failed with it."""
         if rows:
-            conn.execute(
-                _FINISH,
+            _FINISH.execute(
+                conn,
                 [
                     {
                         "b_id": i,
@@ -139,14 +139,14 @@ class Queue:
     def retry_many(self, conn: Connection, rows: Sequence[tuple[int, datetime, str]]) -> None:
         """``(id, at, error)``: back to pending, to be taken again at ``at`` (same key)."""
         if rows:
-            conn.execute(
-                _RETRY, [{"b_id": i, "b_at": at, "b_error": error} for i, at, error in rows]
+            _RETRY.execute(
+                conn, [{"b_id": i, "b_at": at, "b_error": error} for i, at, error in rows]
             )
 
     def release(self, conn: Connection, item_ids: Sequence[int], now: datetime) -> None:
         """Hand claimed rows back untouched (their agent is at its bound): pending again."""
         if item_ids:
-            conn.execute(_RELEASE, [{"b_id": i, "b_at": now} for i in item_ids])
+            _RELEASE.execute(conn, [{"b_id": i, "b_at": now} for i in item_ids])
 
     def finish_outbox(
         self, conn: Connection, item_id: int, now: datetime, *, error: str | None = None
@@ -167,12 +167,8 @@ class Queue:
 
     def put_events(self, conn: Connection, events: Sequence[NewEvent], now: datetime) -> None:
         """Record events in one statement; an event whose key is already there is dropped."""
-        if not events:
-            return
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(inbox).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        conn.execute(
-            statement,
+        _INSERT_EVENTS.execute(
+            conn,
             [
                 {
                     "organization_id": e.organization_id,
@@ -242,51 +238,40 @@ class Queue:
         return earliest(conn, inbox.c.due_at)
 
 
-#: Built once, executed with many parameter sets.
-_CLAIM = (
-    outbox.update()
-    .where(outbox.c.id == sa.bindparam("b_id"))
-    .values(
-        status="in_flight",
-        fence=sa.bindparam("b_fence"),
-        attempts=sa.bindparam("b_attempts"),
-        available_at=sa.bindparam("b_until", type_=outbox.c.available_at.type),
-    )
+#: Written once, run as executemany on the driver (``driver_writes``).
+_CLAIM = DriverWrite(
+    "UPDATE outbox SET status = 'in_flight', fence = :b_fence, attempts = :b_attempts,"
+    " available_at = :b_until WHERE id = :b_id"
 )
-_RENEW = (
-    outbox.update()
-    .where(
-        outbox.c.id == sa.bindparam("b_id"),
-        outbox.c.fence == sa.bindparam("b_fence"),
-        outbox.c.status == "in_flight",
-    )
-    .values(available_at=sa.bindparam("b_until", type_=outbox.c.available_at.type))
+_RENEW = DriverWrite(
+    "UPDATE outbox SET available_at = :b_until"
+    " WHERE id = :b_id AND fence = :b_fence AND status = 'in_flight'"
 )
-_FINISH = (
-    outbox.update()
-    .where(outbox.c.id == sa.bindparam("b_id"))
-    .values(
-        status=sa.bindparam("b_status"),
-        done_at=sa.bindparam("b_done_at", type_=outbox.c.done_at.type),
-        last_error=sa.bindparam("b_error"),
-    )
+_FINISH = DriverWrite(
+    "UPDATE outbox SET status = :b_status, done_at = :b_done_at, last_error = :b_error"
+    " WHERE id = :b_id"
 )
-_RETRY = (
-    outbox.update()
-    .where(outbox.c.id == sa.bindparam("b_id"))
-    .values(
-        status="pending",
-        available_at=sa.bindparam("b_at", type_=outbox.c.available_at.type),
-        last_error=sa.bindparam("b_error"),
-    )
+_RETRY = DriverWrite(
+    "UPDATE outbox SET status = 'pending', available_at = :b_at, last_error = :b_error"
+    " WHERE id = :b_id"
 )
-_RELEASE = (
-    outbox.update()
-    .where(outbox.c.id == sa.bindparam("b_id"))
-    .values(
-        status="pending",
-        attempts=outbox.c.attempts - 1,
-        available_at=sa.bindparam("b_at", type_=outbox.c.available_at.type),
+_RELEASE = DriverWrite(
+    "UPDATE outbox SET status = 'pending', attempts = attempts - 1, available_at = :b_at"
+    " WHERE id = :b_id"
+)
+_INSERT_EVENTS = DriverWrite(
+    insert_sql(
+        "inbox",
+        [
+            "organization_id",
+            "execution_id",
+            "kind",
+            "payload",
+            "dedupe_key",
+            "due_at",
+            "created_at",
+        ],
+        " ON CONFLICT (dedupe_key) DO NOTHING",
     )
 )
 _DELETE_INBOX = inbox.delete().where(inbox.c.id.in_(sa.bindparam("ids", expanding=True)))

@@ -52,6 +52,19 @@ class VersionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionRef:
+    """The few columns of an execution the dispatch stage needs (no state to decode)."""
+
+    id: str
+    organization_id: str
+    version_id: str
+    status: str
+    primary_phone: str
+    zipcode: str | None
+    state: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionRecord:
     id: str
     organization_id: str

@@ -46,11 +46,11 @@ from reachflow.agents.port import (
     DispatchReceipt,
     DispatchRequest,
 )
-from reachflow.domain.enums import Channel
+from reachflow.domain.enums import Channel, ExecutionStatus
 from reachflow.runtime.compliance import contact_facts
 from reachflow.store.contacts import AttemptRow, ContactRecords
 from reachflow.store.queue import NewEvent
-from reachflow.store.records import AgentRecord, ExecutionRecord, OutboxItem
+from reachflow.store.records import AgentRecord, ExecutionRef, OutboxItem
 
 if TYPE_CHECKING:
     from reachflow.runtime.embedded.engine import Engine
@@ -86,7 +86,7 @@ class _Outcome:
 class _Call:
     item: OutboxItem
     agent: AgentRecord
-    record: ExecutionRecord
+    record: ExecutionRef
 
 
 class Dispatcher:
@@ -193,7 +193,7 @@ class Dispatcher:
         store = self.store
         dispatches = [i for i in items if i.kind == "dispatch"]
         effects = [i for i in items if i.kind != "dispatch"]
-        records = store.executions.get_many(conn, [i.execution_id for i in dispatches])
+        records = store.executions.refs_of(conn, [i.execution_id for i in dispatches])
         agents = store.accounts.get_agents(conn, [i.payload.get("agentId", "") for i in dispatches])
         contacts = {(r.organization_id, r.primary_phone) for r in records.values()}
         # One number's cap checks are serialized across workers: lock, read, count, commit.
@@ -255,12 +255,12 @@ class Dispatcher:
     def _hold_reason(
         self,
         conn: Connection,
-        record: ExecutionRecord,
+        record: ExecutionRef,
         item: OutboxItem,
         records: ContactRecords,
         now: datetime,
     ) -> str | None:
-        if record.engine.is_finished:
+        if ExecutionStatus(record.status).is_terminal:
             return f"execution is {record.status}"
         facts = contact_facts(records, excluding_key=item.idempotency_key)
         context = self.engine.context_from(conn, record, facts, now)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,9 +49,15 @@ from reachflow.domain.graph import Graph
 from reachflow.runtime.clock import Clock, VirtualClock
 from reachflow.runtime.compliance import ContactCompliance, ContactFacts, contact_facts
 from reachflow.runtime.embedded.dispatcher import Dispatcher, DispatchLimits, EffectHandler
-from reachflow.store.contacts import ContactRecords
+from reachflow.store.contacts import ConsentGrant, ContactRecords
 from reachflow.store.executions import ExecutionFilter, broken
-from reachflow.store.records import ExecutionRecord, InboxItem, OutboxItem, VersionRecord
+from reachflow.store.records import (
+    ExecutionRecord,
+    ExecutionRef,
+    InboxItem,
+    OutboxItem,
+    VersionRecord,
+)
 from reachflow.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -148,7 +155,11 @@ class Engine:
         )
 
     def context_from(
-        self, conn: Connection, record: ExecutionRecord, facts: ContactFacts, now: datetime
+        self,
+        conn: Connection,
+        record: ExecutionRecord | ExecutionRef,
+        facts: ContactFacts,
+        now: datetime,
     ) -> Context:
         version, graph = self.version(conn, record.version_id)
         lead = Lead(phone=record.primary_phone, zipcode=record.zipcode, state=record.state)
@@ -248,33 +259,56 @@ class Engine:
                 if record is not None and events:
                     work.append((record, events))
             self.decide_batch(conn, work, now)
-            for item in items:
-                record = records.get(item.execution_id)
-                if record is not None:
-                    self._react_to(conn, item, record, now)
+            self._react_to(conn, items, records, now)
         return len(items)
 
     def _react_to(
-        self, conn: Connection, item: InboxItem, record: ExecutionRecord, now: datetime
+        self,
+        conn: Connection,
+        items: Sequence[InboxItem],
+        records: Mapping[str, ExecutionRecord],
+        now: datetime,
     ) -> None:
-        """What an agent's report means for the contact (DNC, consent, STOP); rare."""
-        if item.kind != "agent_reported":
-            return
-        reaction = react_to_report(
-            Channel(item.payload.get("channel", Channel.CALL.value)),
-            Disposition(item.payload["disposition"]),
-            item.payload.get("reply"),
-            stop_revokes_all=self.compliance.stop_revokes_all,
-        )
-        if reaction is not None:
-            self.react(
-                conn,
-                item.organization_id,
-                record.primary_phone,
-                reaction,
-                now,
-                execution_id=record.id,
+        """What agents' reports mean for their contacts: consents granted in one statement;
+        opt-outs (DNC, STOP: rare) one by one, as they may cancel other executions."""
+        grants: list[ConsentGrant] = []
+        for item in items:
+            record = records.get(item.execution_id)
+            if record is None or item.kind != "agent_reported":
+                continue
+            reaction = react_to_report(
+                Channel(item.payload.get("channel", Channel.CALL.value)),
+                Disposition(item.payload["disposition"]),
+                item.payload.get("reply"),
+                stop_revokes_all=self.compliance.stop_revokes_all,
             )
+            if reaction is None:
+                continue
+            if reaction.suppress or reaction.revoke_consent:
+                self.store.contacts.grant_consents(conn, grants)  # in order: grants first
+                grants = []
+                self.react(
+                    conn,
+                    item.organization_id,
+                    record.primary_phone,
+                    reaction,
+                    now,
+                    execution_id=record.id,
+                )
+                continue
+            grants.extend(
+                ConsentGrant(
+                    consent_id=str(uuid.uuid4()),
+                    organization_id=record.organization_id,
+                    phone=record.primary_phone,
+                    channel=channel,
+                    source=reaction.source,
+                    granted_at=now,
+                    execution_id=record.id,
+                )
+                for channel in sorted(reaction.consent)
+            )
+        self.store.contacts.grant_consents(conn, grants)
 
     def advance_due(self) -> int:
         now = self.clock.now()
