@@ -159,9 +159,16 @@ class Queue:
         ).scalar_one_or_none()
         return str(value) if value is not None else None
 
-    def next_outbox_at(self, conn: Connection) -> datetime | None:
-        """The next pending row's time or in-flight row's lease end (``ix_outbox_open``)."""
-        return earliest(conn, outbox.c.available_at, outbox.c.status.in_(_OPEN))
+    def next_outbox_at(
+        self, conn: Connection, *, exclude_agents: Iterable[str] = ()
+    ) -> datetime | None:
+        """The next pending row's time or in-flight row's lease end (``ix_outbox_open``), but
+        for rows of agents at their bound (their freed slot wakes the worker)."""
+        excluded = sorted(set(exclude_agents))
+        where = [outbox.c.status.in_(_OPEN)]
+        if excluded:
+            where.append(sa.or_(outbox.c.agent_id.is_(None), outbox.c.agent_id.not_in(excluded)))
+        return earliest(conn, outbox.c.available_at, *where)
 
     # -- inbox --------------------------------------------------------------------------
 

@@ -112,6 +112,7 @@ class Dispatcher:
         self._agent_limit: dict[str, int] = {}
         self._results: deque[_Outcome] = deque()
         self._running = 0
+        self._running_for: Counter[str] = Counter()
         self._rng = random.Random()
 
     # -- state ------------------------------------------------------------------------------
@@ -127,15 +128,26 @@ class Dispatcher:
         with self._lock:
             return len(self._held)
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no agent call is running; False on timeout."""
+    def wait_idle(
+        self, timeout: float | None = None, *, ignoring: frozenset[str] = frozenset()
+    ) -> bool:
+        """Wait until no agent call is running, but for calls to the ``ignoring`` agents (ids);
+        False on timeout."""
+
+        def idle() -> bool:
+            ignored = sum(self._running_for[a] for a in ignoring)
+            return self._running - ignored <= 0
+
         with self._lock:
-            return self._lock.wait_for(lambda: self._running == 0, timeout)
+            return self._lock.wait_for(idle, timeout)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # A call still hanging at its agent is not waited for: its lease lapses and another
+        # worker re-sends it under the same key.
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _saturated(self) -> list[str]:
+    def saturated(self) -> list[str]:
+        """The agents whose calls in flight here are at their bound."""
         with self._lock:
             return [
                 agent_id
@@ -161,7 +173,7 @@ class Dispatcher:
             return 0
         now = engine.clock.now()
         db = self.store.db
-        saturated = self._saturated()
+        saturated = self.saturated()
         with db.begin() as conn:
             items = self.store.queue.claim_outbox(
                 conn,
@@ -180,6 +192,7 @@ class Dispatcher:
                 self._lease_until[item.id] = item.lease_until or now + engine.config.lease
             for call in calls:
                 self._per_agent[call.agent.id] += 1
+                self._running_for[call.agent.id] += 1
             self._running += len(calls) + len(effects)
         engine.stats.resent += sum(1 for c in calls if c.item.resent)
         self._start(calls, effects, now)
@@ -329,6 +342,9 @@ class Dispatcher:
         with self._lock:
             self._results.extend(outcomes)
             self._running -= len(outcomes)
+            for outcome in outcomes:
+                if outcome.item.kind == "dispatch":
+                    self._running_for[outcome.item.payload.get("agentId", "")] -= 1
             self._lock.notify_all()
         self.engine.wakeup.set()
 

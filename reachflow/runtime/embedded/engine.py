@@ -395,7 +395,7 @@ class Engine:
             candidates = [
                 self.store.executions.next_due_at(conn),
                 self.store.queue.next_inbox_at(conn),
-                self.store.queue.next_outbox_at(conn),
+                self.store.queue.next_outbox_at(conn, exclude_agents=self.dispatcher.saturated()),
             ]
         present = [c for c in candidates if c is not None]
         return min(present) if present else None

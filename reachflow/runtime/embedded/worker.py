@@ -42,6 +42,9 @@ class EmbeddedWorker:
                 log.exception("worker tick failed; retrying")
                 upcoming = None
             wait = self.poll_seconds
+            if self.engine.dispatcher.in_flight:
+                # Calls in flight: wake in time to renew their leases.
+                wait = min(wait, self.engine.config.lease.total_seconds() / 3)
             if upcoming is not None:
                 wait = min(wait, max(0.0, (upcoming - self.clock.now()).total_seconds()))
             self.engine.wakeup.wait(wait)
