@@ -97,26 +97,28 @@ class ExecutionService:
                 )
             )
         now = self.clock.now()
-        results: list[BulkRow] = []
         with self.store.db.begin() as conn:
             workflow = self._runnable_workflow(conn, organization_id, workflow_id)
-            pending: list[NewExecution] = []
+            results: list[BulkRow | NewExecution] = []
             for i, lead in enumerate(leads):
-                lead_id = lead.get("customerLeadId") if isinstance(lead, dict) else None
                 try:
-                    row = self._new_row(organization_id, workflow, lead, now, f"leads[{i}].")
-                    self._refuse_suppressed(conn, row, f"leads[{i}].")
+                    results.append(
+                        self._new_row(organization_id, workflow, lead, now, f"leads[{i}].")
+                    )
                 except ReachflowError as exc:
-                    results.append(BulkRow(False, None, _str_or_none(lead_id), exc.message))
-                    continue
-                pending.append(row)
-                results.append(BulkRow(True, row.id, row.customer_lead_id, None))
-                if len(pending) >= self.insert_batch:
-                    self.store.executions.insert_executions(conn, pending, now)
-                    pending = []
-            self.store.executions.insert_executions(conn, pending, now)
+                    results.append(BulkRow(False, None, _lead_id(lead), exc.message))
+            rows = [r for r in results if isinstance(r, NewExecution)]
+            # One read of the suppression list for every number in the request.
+            suppressed = self.store.contacts.suppressed_everywhere_of(
+                conn, organization_id, [r.primary_phone for r in rows]
+            )
+            accepted = [r for r in rows if r.primary_phone not in suppressed]
+            for start in range(0, len(accepted), self.insert_batch):
+                self.store.executions.insert_executions(
+                    conn, accepted[start : start + self.insert_batch], now
+                )
         self.engine.wakeup.set()
-        return results
+        return [_bulk_row(r, suppressed) for r in results]
 
     def _runnable_workflow(
         self, conn: Any, organization_id: str, workflow_id: str
@@ -341,6 +343,20 @@ class ExecutionService:
 
 def _with_state(record: ExecutionRecord, state: ExecutionState) -> ExecutionRecord:
     return replace(record, engine=state, status=state.status.value)
+
+
+def _lead_id(lead: object) -> str | None:
+    return _str_or_none(lead.get("customerLeadId")) if isinstance(lead, dict) else None
+
+
+def _bulk_row(row: BulkRow | NewExecution, suppressed: dict[str, str]) -> BulkRow:
+    if isinstance(row, BulkRow):
+        return row
+    reason = suppressed.get(row.primary_phone)
+    if reason is not None:
+        message = f"{row.primary_phone} is on the suppression list ({reason})"
+        return BulkRow(False, None, row.customer_lead_id, message)
+    return BulkRow(True, row.id, row.customer_lead_id, None)
 
 
 def _str_or_none(value: object) -> str | None:

@@ -159,6 +159,21 @@ class Contacts:
             return None
         return next(iter(suppressed.values()))
 
+    def suppressed_everywhere_of(
+        self, conn: Connection, organization_id: str, phones: Iterable[str]
+    ) -> dict[str, str]:
+        """Of these numbers, those suppressed on every channel, with a reason: one statement."""
+        records = self.facts_of(conn, [(organization_id, p) for p in phones], since=None)
+        out: dict[str, str] = {}
+        for (_, phone), found in records.items():
+            channels: dict[str, str] = {}
+            for channel, reason in found.suppressions:
+                for each in [c.value for c in Channel] if channel == ALL else [channel]:
+                    channels.setdefault(each, reason)
+            if len(channels) == len(Channel):
+                out[phone] = next(iter(channels.values()))
+        return out
+
     # -- consent ----------------------------------------------------------------------
 
     def grant_consent(
