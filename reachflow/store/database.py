@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from reachflow.store import json_codec
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -40,6 +42,8 @@ class Database:
             engine = sa.create_engine(
                 url,
                 echo=echo,
+                json_serializer=json_codec.dumps,
+                json_deserializer=json_codec.loads,
                 connect_args={"check_same_thread": False, "timeout": 30},
             )
 
@@ -62,7 +66,13 @@ class Database:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         return sa.create_engine(
-            url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            json_serializer=json_codec.dumps,
+            json_deserializer=json_codec.loads,
         )
 
     @contextmanager

@@ -17,13 +17,14 @@ SQLAlchemy writes.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
+
+from reachflow.store import json_codec
 
 _PLACEHOLDER = re.compile(r":([a-z_][a-z0-9_]*)")
 
@@ -43,7 +44,7 @@ def _pg_datetime(value: datetime) -> datetime:
 
 
 def _converter(sqlite: bool) -> Callable[[Any], Any]:
-    dumps = json.dumps
+    dumps = json_codec.dumps
     stamp = _sqlite_datetime if sqlite else _pg_datetime
 
     def convert(value: Any) -> Any:
