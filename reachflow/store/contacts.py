@@ -6,12 +6,14 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, RowMapping
 
 from reachflow.domain.enums import Channel
-from reachflow.store.driver_writes import DriverWrite, insert_sql
+from reachflow.store.driver_writes import DriverWrite, insert_write
 from reachflow.store.tables import consents, contact_attempts, suppressions
 from reachflow.store.types import after_key
 
@@ -306,16 +308,17 @@ class Contacts:
             "orgs": sorted({org for org, _ in wanted}),
             "phones": sorted({phone for _, phone in wanted}),
         }
-        for r in conn.execute(_ACTIVE_SUPPRESSIONS, params):
+        active_suppressions, active_consents, attempts_since = _FACTS[conn.dialect.name]
+        for r in conn.execute(active_suppressions, params):
             found = out.get((r.organization_id, r.phone))
             if found is not None:
                 found.suppressions.append((r.channel, r.reason))
-        for r in conn.execute(_ACTIVE_CONSENTS, params):
+        for r in conn.execute(active_consents, params):
             found = out.get((r.organization_id, r.phone))
             if found is not None:
                 found.consents.add(Channel(r.channel))
         if since is not None:
-            for r in conn.execute(_ATTEMPTS_SINCE, {**params, "since": since}):
+            for r in conn.execute(attempts_since, {**params, "since": since}):
                 found = out.get((r.organization_id, r.phone))
                 if found is not None:
                     found.attempts.append((r.at, r.idempotency_key))
@@ -406,47 +409,48 @@ def _contact_key(organization_id: str, phone: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-_PAIRS = {
-    "orgs": sa.bindparam("orgs", expanding=True),
-    "phones": sa.bindparam("phones", expanding=True),
-}
-_ACTIVE_SUPPRESSIONS = (
-    sa.select(
-        suppressions.c.organization_id,
-        suppressions.c.phone,
-        suppressions.c.channel,
-        suppressions.c.reason,
+def _facts_statements(postgresql: bool) -> tuple[Any, Any, Any]:
+    """The three reads of ``facts_of``. PostgreSQL takes the numbers as one array parameter
+    (``= ANY``): an expanded ``IN`` of 200 parameters made it plan each read anew, at about
+    100 ms a read; SQLite takes the expanded ``IN``."""
+
+    def among(column: Any, name: str) -> Any:
+        if postgresql:
+            return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.String())))
+        return column.in_(sa.bindparam(name, expanding=True))
+
+    def contact(table: sa.Table) -> list[Any]:
+        return [among(table.c.organization_id, "orgs"), among(table.c.phone, "phones")]
+
+    return (
+        sa.select(
+            suppressions.c.organization_id,
+            suppressions.c.phone,
+            suppressions.c.channel,
+            suppressions.c.reason,
+        )
+        .where(*contact(suppressions), suppressions.c.removed_at.is_(None))
+        .order_by(suppressions.c.created_at, suppressions.c.id),
+        sa.select(consents.c.organization_id, consents.c.phone, consents.c.channel).where(
+            *contact(consents), consents.c.revoked_at.is_(None)
+        ),
+        sa.select(
+            contact_attempts.c.organization_id,
+            contact_attempts.c.phone,
+            contact_attempts.c.at,
+            contact_attempts.c.idempotency_key,
+        ).where(
+            *contact(contact_attempts),
+            contact_attempts.c.at > sa.bindparam("since", type_=contact_attempts.c.at.type),
+        ),
     )
-    .where(
-        suppressions.c.organization_id.in_(_PAIRS["orgs"]),
-        suppressions.c.phone.in_(_PAIRS["phones"]),
-        suppressions.c.removed_at.is_(None),
-    )
-    .order_by(suppressions.c.created_at, suppressions.c.id)
-)
-_ACTIVE_CONSENTS = sa.select(
-    consents.c.organization_id, consents.c.phone, consents.c.channel
-).where(
-    consents.c.organization_id.in_(_PAIRS["orgs"]),
-    consents.c.phone.in_(_PAIRS["phones"]),
-    consents.c.revoked_at.is_(None),
-)
-_ATTEMPTS_SINCE = sa.select(
-    contact_attempts.c.organization_id,
-    contact_attempts.c.phone,
-    contact_attempts.c.at,
-    contact_attempts.c.idempotency_key,
-).where(
-    contact_attempts.c.organization_id.in_(_PAIRS["orgs"]),
-    contact_attempts.c.phone.in_(_PAIRS["phones"]),
-    contact_attempts.c.at > sa.bindparam("since", type_=contact_attempts.c.at.type),
-)
-_INSERT_ATTEMPTS = DriverWrite(
-    insert_sql(
-        "contact_attempts",
-        ["organization_id", "phone", "channel", "execution_id", "idempotency_key", "at"],
-        " ON CONFLICT (idempotency_key) DO NOTHING",
-    )
+
+
+_FACTS = {"postgresql": _facts_statements(True), "sqlite": _facts_statements(False)}
+_INSERT_ATTEMPTS = insert_write(
+    "contact_attempts",
+    ["organization_id", "phone", "channel", "execution_id", "idempotency_key", "at"],
+    " ON CONFLICT (idempotency_key) DO NOTHING",
 )
 _GRANT_IF_ABSENT = DriverWrite(
     "INSERT INTO consents (id, organization_id, phone, channel, source, execution_id, granted_at)"

@@ -62,9 +62,21 @@ def _converter(sqlite: bool) -> Callable[[Any], Any]:
 
 
 class DriverWrite:
-    """One SQL statement with ``:name`` placeholders, run as an executemany on the driver."""
+    """One SQL statement with ``:name`` placeholders, run as an executemany on the driver.
 
-    def __init__(self, sql: str, *, postgresql: str | None = None) -> None:
+    On PostgreSQL a statement may instead be given as a multi-row form, ``postgresql_rows``:
+    SQL with ``{rows}`` where ``(%s, ...)`` per row goes (``INSERT ... VALUES {rows}``,
+    ``UPDATE ... FROM (VALUES {rows}) AS v(...)``), binding ``names`` in order for each row.
+    A batch is then one statement and one round trip, and the server plans it once, where
+    an executemany runs (and plans) one statement per row.
+    """
+
+    #: PostgreSQL takes at most 65,535 parameters per statement.
+    MAX_PARAMETERS = 60_000
+
+    def __init__(
+        self, sql: str, *, postgresql: str | None = None, postgresql_rows: str | None = None
+    ) -> None:
         """``postgresql``: the same statement with PostgreSQL's own casts, when it needs them
         (the placeholders must be the same, in the same order)."""
         self.names = _PLACEHOLDER.findall(sql)
@@ -75,6 +87,8 @@ class DriverWrite:
             "sqlite": _PLACEHOLDER.sub("?", sql),
             "postgresql": _PLACEHOLDER.sub("%s", pg.replace("%", "%%")),
         }
+        self._rows_sql = postgresql_rows
+        self._row = "(" + ", ".join(["%s"] * len(self.names)) + ")"
         self._convert = {"sqlite": _converter(True), "postgresql": _converter(False)}
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -84,7 +98,14 @@ class DriverWrite:
         convert = self._convert[dialect]
         names = self.names
         params = [tuple([convert(row[name]) for name in names]) for row in rows]
-        conn.exec_driver_sql(self._sql[dialect], params)
+        if dialect != "postgresql" or self._rows_sql is None:
+            conn.exec_driver_sql(self._sql[dialect], params)
+            return
+        chunk = max(1, self.MAX_PARAMETERS // max(1, len(names)))
+        for start in range(0, len(params), chunk):
+            part = params[start : start + chunk]
+            sql = self._rows_sql.format(rows=", ".join([self._row] * len(part)))
+            conn.exec_driver_sql(sql, tuple(value for row in part for value in row))
 
 
 def insert_sql(table: str, columns: Sequence[str], suffix: str = "") -> str:
@@ -92,3 +113,12 @@ def insert_sql(table: str, columns: Sequence[str], suffix: str = "") -> str:
     names = ", ".join(columns)
     values = ", ".join(f":{c}" for c in columns)
     return f"INSERT INTO {table} ({names}) VALUES ({values}){suffix}"
+
+
+def insert_write(table: str, columns: Sequence[str], suffix: str = "") -> DriverWrite:
+    """An INSERT of many rows: executemany on SQLite, one multi-row VALUES on PostgreSQL."""
+    names = ", ".join(columns)
+    return DriverWrite(
+        insert_sql(table, columns, suffix),
+        postgresql_rows=f"INSERT INTO {table} ({names}) VALUES {{rows}}{suffix}",
+    )

@@ -20,7 +20,7 @@ from reachflow.domain.decider import (
     StepUpdated,
 )
 from reachflow.domain.enums import TERMINAL_STATUSES, ExecutionStatus
-from reachflow.store.driver_writes import DriverWrite, insert_sql
+from reachflow.store.driver_writes import DriverWrite, insert_write
 from reachflow.store.records import EventRecord, ExecutionRecord, ExecutionRef, StepRecord
 from reachflow.store.tables import (
     execution_events,
@@ -268,7 +268,7 @@ class Executions:
             return
         states: dict[str, dict[str, Any]] = {}
         opened: dict[str, dict[str, Any]] = {}
-        updates: list[dict[str, Any]] = []
+        updates: dict[str, dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
         commands: list[dict[str, Any]] = []
         for record, decision in decided:
@@ -278,8 +278,10 @@ class Executions:
                     opened[change.id] = _opened(record, change, now)
                 elif change.id in opened:
                     opened[change.id].update(_updated(change))
+                elif change.id in updates:
+                    updates[change.id] = _fold(updates[change.id], _update_row(change))
                 else:
-                    updates.append(_update_row(change))
+                    updates[change.id] = _update_row(change)
             history.extend(
                 {
                     "organization_id": record.organization_id,
@@ -293,7 +295,7 @@ class Executions:
             commands.extend(_outbox_rows(record, decision, now))
         _WRITE_STATE.execute(conn, list(states.values()))
         _INSERT_STEPS.execute(conn, list(opened.values()))
-        _WRITE_STEPS.execute(conn, updates)
+        _WRITE_STEPS.execute(conn, list(updates.values()))
         _INSERT_EVENTS.execute(conn, history)
         _INSERT_COMMANDS.execute(conn, commands)
 
@@ -396,6 +398,24 @@ def _update_row(change: StepUpdated) -> dict[str, Any]:
     }
 
 
+def _fold(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Two updates of one step as one, with the effect of applying both in order (a step is
+    written once per batch)."""
+    folded = dict(later)
+    for name in ("b_started_at", "b_completed_at", "b_disposition"):
+        if later[name] is None:
+            folded[name] = earlier[name]
+    if not later["b_has_call"]:
+        folded["b_has_call"], folded["b_agent_call"] = (
+            earlier["b_has_call"],
+            earlier["b_agent_call"],
+        )
+    if not later["b_clear_next"] and later["b_next_allowed_at"] is None:
+        folded["b_clear_next"] = earlier["b_clear_next"]
+        folded["b_next_allowed_at"] = earlier["b_next_allowed_at"]
+    return folded
+
+
 def _outbox_rows(
     record: ExecutionRecord, decision: Decision, now: datetime
 ) -> list[dict[str, Any]]:
@@ -457,14 +477,22 @@ _REFS = sa.select(
     executions.c.state,
 ).where(executions.c.id.in_(sa.bindparam("ids", expanding=True)))
 
-_COMMAND_COLUMNS = [c.name for c in outbox.c if c.name not in ("id", "last_error", "done_at")]
 
 #: Written once, run as executemany on the driver (``driver_writes``): the engine's hot writes.
 _WRITE_STATE = DriverWrite(
     "UPDATE executions SET status = :b_status, due_at = :b_due_at, node_id = :b_node_id,"
     " disposition = :b_disposition, engine_state = :b_engine_state, variables = :b_variables,"
     " metadata = :b_metadata, started_at = :b_started_at, completed_at = :b_completed_at,"
-    " updated_at = :b_updated_at WHERE id = :b_id"
+    " updated_at = :b_updated_at WHERE id = :b_id",
+    postgresql_rows="UPDATE executions AS t SET status = v.status,"
+    " due_at = CAST(v.due_at AS timestamptz), node_id = v.node_id,"
+    " disposition = v.disposition, engine_state = CAST(v.engine_state AS json),"
+    " variables = CAST(v.variables AS json), metadata = CAST(v.metadata AS json),"
+    " started_at = CAST(v.started_at AS timestamptz),"
+    " completed_at = CAST(v.completed_at AS timestamptz),"
+    " updated_at = CAST(v.updated_at AS timestamptz)"
+    " FROM (VALUES {rows}) AS v(status, due_at, node_id, disposition, engine_state, variables,"
+    " metadata, started_at, completed_at, updated_at, id) WHERE t.id = v.id",
 )
 _STEP_UPDATE = (
     "UPDATE step_executions SET status = :b_status,"
@@ -483,16 +511,23 @@ _WRITE_STEPS = DriverWrite(
     .replace("COALESCE(:b_completed_at,", "COALESCE(CAST(:b_completed_at AS timestamptz),")
     .replace("COALESCE(:b_disposition,", "COALESCE(CAST(:b_disposition AS varchar),")
     .replace("COALESCE(:b_next_allowed_at,", "COALESCE(CAST(:b_next_allowed_at AS timestamptz),"),
+    postgresql_rows="UPDATE step_executions AS t SET status = v.status,"
+    " started_at = COALESCE(CAST(v.started_at AS timestamptz), t.started_at),"
+    " completed_at = COALESCE(CAST(v.completed_at AS timestamptz), t.completed_at),"
+    " disposition = COALESCE(CAST(v.disposition AS varchar), t.disposition),"
+    " agent_call = CASE WHEN CAST(v.has_call AS boolean) THEN CAST(v.agent_call AS json)"
+    " ELSE t.agent_call END,"
+    " next_allowed_at = CASE WHEN CAST(v.clear_next AS boolean) THEN NULL"
+    " ELSE COALESCE(CAST(v.next_allowed_at AS timestamptz), t.next_allowed_at) END"
+    " FROM (VALUES {rows}) AS v(status, started_at, completed_at, disposition, has_call,"
+    " agent_call, clear_next, next_allowed_at, id) WHERE t.id = v.id",
 )
-_INSERT_STEPS = DriverWrite(insert_sql("step_executions", [c.name for c in step_executions.c]))
-_INSERT_EVENTS = DriverWrite(
-    insert_sql("execution_events", ["organization_id", "execution_id", "kind", "at", "data"])
+_INSERT_STEPS = insert_write("step_executions", [c.name for c in step_executions.c])
+_INSERT_EVENTS = insert_write(
+    "execution_events", ["organization_id", "execution_id", "kind", "at", "data"]
 )
-_INSERT_COMMANDS = DriverWrite(
-    insert_sql(
-        "outbox", [c.name for c in outbox.c if c.name not in ("id", "last_error", "done_at")]
-    )
-)
+_COMMAND_COLUMNS = [c.name for c in outbox.c if c.name not in ("id", "last_error", "done_at")]
+_INSERT_COMMANDS = insert_write("outbox", _COMMAND_COLUMNS)
 
 
 def is_terminal(status: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reachflow.store.driver_writes import DriverWrite, insert_sql
+from reachflow.store.driver_writes import DriverWrite, insert_write
 from reachflow.store.records import InboxItem, OutboxItem
 from reachflow.store.tables import inbox, outbox
 from reachflow.store.types import earliest
@@ -248,7 +248,10 @@ class Queue:
 #: Written once, run as executemany on the driver (``driver_writes``).
 _CLAIM = DriverWrite(
     "UPDATE outbox SET status = 'in_flight', fence = :b_fence, attempts = :b_attempts,"
-    " available_at = :b_until WHERE id = :b_id"
+    " available_at = :b_until WHERE id = :b_id",
+    postgresql_rows="UPDATE outbox AS t SET status = 'in_flight', fence = CAST(v.fence AS int),"
+    " attempts = CAST(v.attempts AS int), available_at = CAST(v.until AS timestamptz)"
+    " FROM (VALUES {rows}) AS v(fence, attempts, until, id) WHERE t.id = CAST(v.id AS bigint)",
 )
 _RENEW = DriverWrite(
     "UPDATE outbox SET available_at = :b_until"
@@ -256,7 +259,10 @@ _RENEW = DriverWrite(
 )
 _FINISH = DriverWrite(
     "UPDATE outbox SET status = :b_status, done_at = :b_done_at, last_error = :b_error"
-    " WHERE id = :b_id"
+    " WHERE id = :b_id",
+    postgresql_rows="UPDATE outbox AS t SET status = v.status,"
+    " done_at = CAST(v.done_at AS timestamptz), last_error = v.error"
+    " FROM (VALUES {rows}) AS v(status, done_at, error, id) WHERE t.id = CAST(v.id AS bigint)",
 )
 _RETRY = DriverWrite(
     "UPDATE outbox SET status = 'pending', available_at = :b_at, last_error = :b_error"
@@ -266,19 +272,17 @@ _RELEASE = DriverWrite(
     "UPDATE outbox SET status = 'pending', attempts = attempts - 1, available_at = :b_at"
     " WHERE id = :b_id"
 )
-_INSERT_EVENTS = DriverWrite(
-    insert_sql(
-        "inbox",
-        [
-            "organization_id",
-            "execution_id",
-            "kind",
-            "payload",
-            "dedupe_key",
-            "due_at",
-            "created_at",
-        ],
-        " ON CONFLICT (dedupe_key) DO NOTHING",
-    )
+_INSERT_EVENTS = insert_write(
+    "inbox",
+    [
+        "organization_id",
+        "execution_id",
+        "kind",
+        "payload",
+        "dedupe_key",
+        "due_at",
+        "created_at",
+    ],
+    " ON CONFLICT (dedupe_key) DO NOTHING",
 )
 _DELETE_INBOX = inbox.delete().where(inbox.c.id.in_(sa.bindparam("ids", expanding=True)))
