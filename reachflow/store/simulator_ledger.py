@@ -23,22 +23,24 @@ class SimulatorLedger:
     def __init__(self, db: Database) -> None:
         self.db = db
         insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(simulator_calls)
-        self._place = statement.on_conflict_do_update(
-            index_elements=["idempotency_key"],
-            set_={"requests": simulator_calls.c.requests + 1},
-        ).returning(
-            simulator_calls.c.idempotency_key,
-            simulator_calls.c.receipt,
-            simulator_calls.c.requests,
-            sort_by_parameter_order=True,
+        self._insert_new = (
+            insert(simulator_calls)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(simulator_calls.c.idempotency_key)
+        )
+        self._count_again = (
+            simulator_calls.update()
+            .where(simulator_calls.c.idempotency_key.in_(sa.bindparam("keys", expanding=True)))
+            .values(requests=simulator_calls.c.requests + 1)
+            .returning(simulator_calls.c.idempotency_key, simulator_calls.c.receipt)
         )
 
     def place(
         self, entries: Sequence[tuple[str, dict[str, Any]]], now: datetime
     ) -> list[tuple[dict[str, Any], bool]]:
         """For each ``(key, receipt)``: the receipt on record for the key, and whether this
-        request placed it (False: an earlier request did). One statement, one transaction."""
+        request placed it (False: an earlier request did). One transaction: one multi-row
+        insert of the new keys, and one update of the keys seen before."""
         if not entries:
             return []
         rows = [
@@ -46,8 +48,19 @@ class SimulatorLedger:
             for key, receipt in entries
         ]
         with self.db.begin() as conn:
-            found = conn.execute(self._place, rows).all()
-        return [(dict(r.receipt), r.requests == 1) for r in found]
+            placed = {r.idempotency_key for r in conn.execute(self._insert_new, rows)}
+            again = [key for key, _ in entries if key not in placed]
+            stored = (
+                {
+                    r.idempotency_key: dict(r.receipt)
+                    for r in conn.execute(self._count_again, {"keys": again})
+                }
+                if again
+                else {}
+            )
+        return [
+            (receipt, True) if key in placed else (stored[key], False) for key, receipt in entries
+        ]
 
     def placements(self) -> dict[str, int]:
         """Every key on record with how many requests it received."""
