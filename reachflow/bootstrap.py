@@ -32,6 +32,7 @@ class Services:
     store: Store
     clock: Clock
     simulator: SimulatorAgent
+    ledger: SimulatorLedger
     engine: Engine
     compliance: ContactCompliance
     worker: EmbeddedWorker
@@ -46,6 +47,7 @@ class Services:
     def close(self) -> None:
         self.worker.stop()
         self.engine.close()
+        self.ledger.close()
         self.db.dispose()
 
 
@@ -61,7 +63,8 @@ def bootstrap(
     if migrate:
         db.migrate()
     store = Store(db)
-    simulator = SimulatorAgent(SimulatorLedger(db))
+    ledger = SimulatorLedger(db)
+    simulator = SimulatorAgent(ledger)
     agents: dict[str, Agent] = {"simulator": simulator, **(extra_agents or {})}
     margin = timedelta(seconds=settings.closing_margin_seconds)
     horizon = timedelta(days=settings.window_horizon_days)
@@ -102,6 +105,7 @@ def bootstrap(
         store=store,
         clock=clock,
         simulator=simulator,
+        ledger=ledger,
         engine=engine,
         compliance=compliance,
         worker=EmbeddedWorker(engine, clock, poll_seconds=settings.worker_poll_seconds),

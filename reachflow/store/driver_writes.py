@@ -44,19 +44,21 @@ def _pg_datetime(value: datetime) -> datetime:
 
 
 def _converter(sqlite: bool) -> Callable[[Any], Any]:
-    dumps = json_codec.dumps
+    """One dictionary lookup per value: by exact type, as the store only writes these."""
     stamp = _sqlite_datetime if sqlite else _pg_datetime
+    by_type: dict[type, Callable[[Any], Any]] = {
+        datetime: stamp,
+        dict: json_codec.dumps,
+        list: json_codec.dumps,
+        tuple: json_codec.dumps,
+    }
+    if sqlite:
+        by_type[bool] = int
+    get = by_type.get
 
     def convert(value: Any) -> Any:
-        if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
-            return value
-        if isinstance(value, bool):
-            return int(value) if sqlite else value
-        if isinstance(value, datetime):
-            return stamp(value)
-        if isinstance(value, dict | list | tuple):
-            return dumps(value)
-        return value
+        found = get(type(value))
+        return value if found is None else found(value)
 
     return convert
 

@@ -4,6 +4,10 @@ A real agent that honours idempotency keys places each key's call once, whatever
 it and however often. The simulator does the same by recording each key here before it
 answers: the first request for a key stores the receipt (a placement), and every later request
 gets that stored receipt back and only raises ``requests``.
+
+On PostgreSQL the ledger is a table of the database. On SQLite it is a file of its own beside the
+database (``<file>-simulator``), as an agent's own store would be: its writes then do not queue
+for the engine's single writer.
 """
 
 from __future__ import annotations
@@ -19,9 +23,20 @@ from reachflow.store.database import Database
 from reachflow.store.tables import simulator_calls
 
 
+def ledger_url(url: str) -> str | None:
+    """Where the ledger of a SQLite database lives; None: in the database itself."""
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return None
+    return url + "-simulator"
+
+
 class SimulatorLedger:
     def __init__(self, db: Database) -> None:
-        self.db = db
+        own = ledger_url(db.url) if db.is_sqlite else None
+        self._own = own is not None
+        self.db = Database(own) if own is not None else db
+        if own is not None:
+            simulator_calls.create(self.db.engine, checkfirst=True)
         insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
         self._insert_new = (
             insert(simulator_calls)
@@ -61,6 +76,10 @@ class SimulatorLedger:
         return [
             (receipt, True) if key in placed else (stored[key], False) for key, receipt in entries
         ]
+
+    def close(self) -> None:
+        if self._own:
+            self.db.dispose()
 
     def placements(self) -> dict[str, int]:
         """Every key on record with how many requests it received."""
