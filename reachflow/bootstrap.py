@@ -108,7 +108,14 @@ def bootstrap(
         ledger=ledger,
         engine=engine,
         compliance=compliance,
-        worker=EmbeddedWorker(engine, clock, poll_seconds=settings.worker_poll_seconds),
+        worker=EmbeddedWorker(
+            engine,
+            clock,
+            poll_seconds=settings.worker_poll_seconds,
+            switch_interval=settings.worker_switch_interval_ms / 1000
+            if settings.worker_switch_interval_ms > 0
+            else None,
+        ),
         accounts=AccountService(store, clock),
         agents=AgentService(store, clock),
         workflows=workflows,

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     #: Run the embedded worker inside ``reachflow serve``.
     embedded_worker: bool = True
     worker_poll_seconds: float = 1.0
+    #: The interpreter's thread switch interval while a worker runs in the process, in ms
+    #: (0: leave Python's default of 5 ms). Short, so API requests beside a busy worker answer.
+    worker_switch_interval_ms: float = 0.5
     worker_batch_size: int = 200
     lease_seconds: int = 60
     #: Agent calls in flight in one worker process, over all agents.

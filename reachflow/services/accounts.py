@@ -45,7 +45,7 @@ class AccountService:
     def authenticate(self, key: str | None) -> str:
         if not key:
             raise Unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
-        with self.store.db.begin() as conn:
+        with self.store.db.read() as conn:
             org_id = self.store.accounts.find_organization_by_key_hash(conn, hash_key(key))
         if org_id is None:
             raise Unauthorized("unknown API key")

@@ -198,7 +198,7 @@ class ExecutionService:
     # -- read -------------------------------------------------------------------------------
 
     def get(self, organization_id: str, workflow_id: str, execution_id: str) -> ExecutionView:
-        with self.store.db.begin() as conn:
+        with self.store.db.read() as conn:
             record = self._find(conn, organization_id, workflow_id, execution_id)
             steps = self.store.executions.steps_of(conn, [record.id])[record.id]
             version, _ = self.engine.version(conn, record.version_id)
@@ -212,7 +212,7 @@ class ExecutionService:
         cursor: str | None,
         enriched: bool,
     ) -> tuple[list[ExecutionView], str | None]:
-        with self.store.db.begin() as conn:
+        with self.store.db.read() as conn:
             after = None
             if cursor:
                 anchor = self.store.executions.get_execution(conn, flt.organization_id, cursor)
@@ -240,7 +240,7 @@ class ExecutionService:
     def events(
         self, organization_id: str, workflow_id: str, execution_id: str
     ) -> list[EventRecord]:
-        with self.store.db.begin() as conn:
+        with self.store.db.read() as conn:
             record = self._find(conn, organization_id, workflow_id, execution_id)
             return self.store.executions.events_of(conn, record.id)
 

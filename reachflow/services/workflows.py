@@ -77,7 +77,7 @@ class WorkflowService:
         return record
 
     def get(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
-        with self.store.db.begin() as conn:
+        with self.store.db.read() as conn:
             record = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
         if record is None:
             raise NotFound(f"workflow {workflow_id} not found", field="workflowId")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,49 @@ from reachflow.store import json_codec
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class FairLock:
+    """A re-entrant lock granted in arrival order. Python's own locks let a thread that just
+    released one take it again at once, so a worker looping over short transactions could
+    keep an API request waiting for many of them; here each waiter gets its turn."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+        self._owner: int | None = None
+        self._depth = 0
+        #: When a thread last had to wait for its turn (``time.monotonic``).
+        self.last_wait = float("-inf")
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            if self._serving != ticket:
+                self.last_wait = time.monotonic()
+            while self._serving != ticket:
+                self._cond.wait()
+            self._owner, self._depth = me, 1
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for their turn (not counting the holder)."""
+        with self._cond:
+            return max(0, self._next_ticket - self._serving - (1 if self._owner else 0))
+
+    def __exit__(self, *_: object) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._serving += 1
+                self._cond.notify_all()
+
+
 class Database:
     """An engine plus the dialect facts the rest of the store needs."""
 
@@ -26,11 +70,20 @@ class Database:
         # SQLite has one writer, and its busy handler waits by sleeping and polling. Threads of
         # this process (API, worker, agent calls) queue on this lock instead, in turn and at
         # once; other processes still meet SQLite's busy timeout.
-        self._sqlite_writer = threading.RLock() if self.is_sqlite else None
+        self._sqlite_writer = FairLock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    def writers_contended(self, within: float) -> bool:
+        """On SQLite: did a thread of this process wait to write in the last ``within``
+        seconds, or is one waiting now? (Never on PostgreSQL, where writers of different rows
+        do not wait for one another.)"""
+        lock = self._sqlite_writer
+        if lock is None:
+            return False
+        return lock.waiting > 0 or time.monotonic() - lock.last_wait < within
 
     @property
     def supports_skip_locked(self) -> bool:
@@ -60,7 +113,10 @@ class Database:
 
             @event.listens_for(engine, "begin")
             def _on_begin(conn: Connection) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                # A read-only transaction (``Database.read``) is a plain deferred BEGIN: under
+                # WAL it reads a snapshot beside the writer and never waits for it.
+                read_only = conn.get_execution_options().get("reachflow_read_only", False)
+                conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
             return engine
         if url.startswith("postgresql://"):
@@ -83,6 +139,21 @@ class Database:
                 yield conn
             return
         with self._sqlite_writer, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read-only transaction. On SQLite it does not queue for the writer; what it
+        reads is one consistent snapshot. Writing in it is a bug (SQLite would refuse it
+        when another connection writes)."""
+        if self._sqlite_writer is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with (
+            self.engine.connect().execution_options(reachflow_read_only=True) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     def lock_rows(self, query: sa.Select[Any], *, skip_locked: bool = False) -> sa.Select[Any]:

@@ -178,7 +178,7 @@ class Dispatcher:
             items = self.store.queue.claim_outbox(
                 conn,
                 now,
-                min(engine.config.batch_size, room),
+                min(engine.batch_size(), room),
                 engine.config.lease,
                 skip_locked=db.supports_skip_locked,
                 exclude_agents=saturated,
@@ -376,7 +376,8 @@ class Dispatcher:
         """Record the finished calls in one transaction. Returns how many were recorded."""
         engine = self.engine
         with self._lock:
-            outcomes = [self._results.popleft() for _ in range(min(len(self._results), 1000))]
+            take = min(len(self._results), engine.batch_size())
+            outcomes = [self._results.popleft() for _ in range(take)]
             for outcome in outcomes:
                 item = self._held.pop(outcome.item.id, None)
                 self._lease_until.pop(outcome.item.id, None)

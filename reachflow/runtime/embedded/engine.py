@@ -66,6 +66,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     batch_size: int = 200
+    #: The batch while other threads of the process (API requests) have lately waited to write
+    #: to SQLite: short transactions keep their wait short; full batches when the worker is
+    #: alone.
+    contended_batch_size: int = 25
+    contended_for: timedelta = timedelta(seconds=2)
     lease: timedelta = timedelta(seconds=60)
     report_timeout: timedelta = timedelta(hours=2)
     max_dispatch_attempts: int = 5
@@ -215,6 +220,11 @@ class Engine:
         self._decided(len(decided), outgoing)
         return decided
 
+    def batch_size(self) -> int:
+        if self.store.db.writers_contended(self.config.contended_for.total_seconds()):
+            return min(self.config.batch_size, self.config.contended_batch_size)
+        return self.config.batch_size
+
     def _decided(self, count: int, outgoing: bool) -> None:
         self.stats.decisions += count
         if outgoing:
@@ -244,7 +254,7 @@ class Engine:
         db = self.store.db
         with db.begin() as conn:
             items = self.store.queue.claim_inbox(
-                conn, now, self.config.batch_size, skip_locked=db.supports_skip_locked
+                conn, now, self.batch_size(), skip_locked=db.supports_skip_locked
             )
             if not items:
                 return 0
@@ -315,7 +325,7 @@ class Engine:
         db = self.store.db
         with db.begin() as conn:
             due = self.store.executions.claim_due(
-                conn, now, self.config.batch_size, skip_locked=db.supports_skip_locked
+                conn, now, self.batch_size(), skip_locked=db.supports_skip_locked
             )
             if not due:
                 return 0
@@ -391,7 +401,7 @@ class Engine:
     # -- driving ----------------------------------------------------------------------------
 
     def next_work_at(self) -> datetime | None:
-        with self.store.db.begin() as conn:
+        with self.store.db.read() as conn:
             candidates = [
                 self.store.executions.next_due_at(conn),
                 self.store.queue.next_inbox_at(conn),

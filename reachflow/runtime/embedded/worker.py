@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 from reachflow.runtime.clock import Clock
@@ -12,8 +13,16 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddedWorker:
-    def __init__(self, engine: Engine, clock: Clock, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        poll_seconds: float = 1.0,
+        switch_interval: float | None = None,
+    ) -> None:
         self.engine = engine
+        self.switch_interval = switch_interval
         self.clock = clock
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -22,6 +31,11 @@ class EmbeddedWorker:
     def start(self) -> None:
         if self._thread is not None:
             return
+        if self.switch_interval is not None:
+            # The worker is CPU-bound Python; a request thread of the same process waits for
+            # the interpreter lock at every step it takes, up to one switch interval each time
+            # (5 ms by default). A shorter interval keeps the API answering while it drains.
+            sys.setswitchinterval(self.switch_interval)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="reachflow-worker", daemon=True)
         self._thread.start()
