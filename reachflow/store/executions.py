@@ -70,8 +70,8 @@ class Executions:
         """One multi-row INSERT per call; callers batch."""
         if not rows:
             return
-        conn.execute(
-            executions.insert(),
+        _INSERT_EXECUTIONS.execute(
+            conn,
             [
                 {
                     "id": r.id,
@@ -522,6 +522,7 @@ _WRITE_STEPS = DriverWrite(
     " FROM (VALUES {rows}) AS v(status, started_at, completed_at, disposition, has_call,"
     " agent_call, clear_next, next_allowed_at, id) WHERE t.id = v.id",
 )
+_INSERT_EXECUTIONS = insert_write("executions", [c.name for c in executions.c])
 _INSERT_STEPS = insert_write("step_executions", [c.name for c in step_executions.c])
 _INSERT_EVENTS = insert_write(
     "execution_events", ["organization_id", "execution_id", "kind", "at", "data"]
