@@ -118,9 +118,8 @@ def insert_sql(table: str, columns: Sequence[str], suffix: str = "") -> str:
 
 
 def insert_write(table: str, columns: Sequence[str], suffix: str = "") -> DriverWrite:
-    """An INSERT of many rows: executemany on SQLite, one multi-row VALUES on PostgreSQL."""
-    names = ", ".join(columns)
-    return DriverWrite(
-        insert_sql(table, columns, suffix),
-        postgresql_rows=f"INSERT INTO {table} ({names}) VALUES {{rows}}{suffix}",
-    )
+    """An INSERT of many rows, as an executemany on both dialects. (On PostgreSQL psycopg
+    pipelines it: one parse, one round trip; measured faster there than one multi-row
+    ``VALUES`` statement, whose text psycopg must parse anew for every batch size, and than
+    ``unnest`` of arrays, whose dumping is slow.)"""
+    return DriverWrite(insert_sql(table, columns, suffix))

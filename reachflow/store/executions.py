@@ -32,6 +32,8 @@ from reachflow.store.tables import (
 from reachflow.store.types import after_key, earliest
 
 ACTIVE_STATUSES = ("CREATED", "RUNNING", "PAUSED")
+#: Due work is taken in priority order among this many of the most overdue executions.
+PRIORITY_WINDOW = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,12 +231,22 @@ class Executions:
     def claim_due(
         self, conn: Connection, now: datetime, limit: int, *, skip_locked: bool
     ) -> list[ExecutionRecord]:
-        """Due executions in ``priorityDate`` (else creation) order, then due time, across the
-        whole queue (index ``ix_executions_priority_due``)."""
+        """Due executions in ``priorityDate`` (else creation) order, then due time.
+
+        The order holds among the ``PRIORITY_WINDOW`` most overdue executions, read through the
+        partial index on ``due_at``: a claim then costs the same whether 10 or 1,000,000
+        executions wait on timers (an index led by the priority would make every claim walk
+        past the waiting ones)."""
+        overdue = (
+            sa.select(executions.c.id)
+            .where(executions.c.due_at.is_not(None), executions.c.due_at <= now)
+            .order_by(executions.c.due_at)
+            .limit(PRIORITY_WINDOW)
+        )
         query = (
             sa.select(executions)
-            .where(executions.c.due_at.is_not(None), executions.c.due_at <= now)
-            .order_by(executions.c.priority_key, executions.c.due_at)
+            .where(executions.c.id.in_(overdue.scalar_subquery()))
+            .order_by(executions.c.priority_key, executions.c.due_at, executions.c.id)
             .limit(limit)
         )
         if skip_locked:

@@ -94,7 +94,8 @@ executions = sa.Table(
     sa.Column("variables", sa.JSON(), nullable=False),
     sa.Column("metadata", sa.JSON(), nullable=False),
     sa.Column("priority_date", UTCDateTime(), nullable=True),
-    #: ``priorityDate`` or else ``created_at``: due work is taken in this order, then by due time.
+    #: ``priorityDate`` or else ``created_at``: due work is taken in this order, then by due time
+    #: (among the most overdue: ``store.executions.PRIORITY_WINDOW``).
     sa.Column("priority_key", UTCDateTime(), nullable=False),
     sa.Column("start_at", UTCDateTime(), nullable=True),
     sa.Column("due_at", UTCDateTime(), nullable=True),
@@ -108,13 +109,6 @@ executions = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index(
         "ix_executions_due",
-        "due_at",
-        sqlite_where=sa.text("due_at IS NOT NULL"),
-        postgresql_where=sa.text("due_at IS NOT NULL"),
-    ),
-    sa.Index(
-        "ix_executions_priority_due",
-        "priority_key",
         "due_at",
         sqlite_where=sa.text("due_at IS NOT NULL"),
         postgresql_where=sa.text("due_at IS NOT NULL"),

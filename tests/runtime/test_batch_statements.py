@@ -16,6 +16,7 @@ from reachflow.domain.enums import StepStatus
 from reachflow.domain.graph import NodeKind
 from reachflow.runtime.clock import VirtualClock
 from reachflow.settings import Settings
+from reachflow.store.executions import ExecutionFilter
 from reachflow.store.tables import step_executions
 from tests.helpers import lead, make_agent, seed_002_workflow
 
@@ -156,3 +157,53 @@ def test_a_batch_writes_what_the_same_decisions_write_one_by_one(
     assert rows["step-a"]["status"] == "COMPLETED"
     assert rows["step-a"]["next_allowed_at"] is None
     assert rows["step-a"]["agent_call"] == {"id": "c"}
+
+
+def test_due_work_is_taken_in_priority_date_order_across_batches(
+    db_url: str, clock: VirtualClock
+) -> None:
+    services = bootstrap(
+        Settings(database_url=db_url, worker_batch_size=2), clock=clock, migrate=False
+    )
+    try:
+        org, _ = services.accounts.create_api_key("acme")
+        call = make_agent(services, org, "CALL")
+        wf = services.workflows.create(
+            org, seed_002_workflow(call, make_agent(services, org, "TEXT"))
+        )
+        # Created first to last, prioritised last to first (an older priorityDate goes first).
+        days = [5, 4, 3, 2, 1, None]
+        ids = {}
+        for i, day in enumerate(days):
+            extra = {} if day is None else {"priorityDate": f"2026-03-0{day}T12:00:00Z"}
+            view = services.executions.create(
+                org, wf.id, lead(f"+121255500{i:02d}", f"l{i}", **extra)
+            )
+            ids[view.record.id] = i
+        taken: list[list[int]] = []
+        while True:
+            before = {
+                e.record.id
+                for e in services.executions.list(
+                    ExecutionFilter(organization_id=org, status="RUNNING"),
+                    limit=100,
+                    cursor=None,
+                    enriched=False,
+                )[0]
+            }
+            if services.engine.advance_due() == 0:
+                break
+            after = {
+                e.record.id
+                for e in services.executions.list(
+                    ExecutionFilter(organization_id=org, status="RUNNING"),
+                    limit=100,
+                    cursor=None,
+                    enriched=False,
+                )[0]
+            }
+            taken.append(sorted(ids[i] for i in after - before))
+        # priorityDate 1st, 2nd, ... March; the one without one ranks by its creation (today).
+        assert taken == [[3, 4], [1, 2], [0, 5]]
+    finally:
+        services.close()

@@ -245,3 +245,43 @@ def test_a_slow_agent_holds_only_its_own_calls(
     finally:
         gated.gate.set()
         services.close()
+
+
+def test_a_worker_with_a_backlog_stops_when_asked(db_url: str, clock: VirtualClock) -> None:
+    services = bootstrap(Settings(database_url=db_url, bulk_limit=1000), clock=clock, migrate=False)
+    try:
+        org, _ = services.accounts.create_api_key("acme")
+        call = services.agents.create(org, {"name": "caller", "channel": "CALL", "config": {}})
+        wf = services.workflows.create(
+            org,
+            {
+                "name": "one call",
+                "active": True,
+                "timezone": "America/New_York",
+                "definition": {
+                    "steps": [
+                        {
+                            "type": "CALL",
+                            "order": 1,
+                            "agentId": call.id,
+                            "needsTCPACompliance": False,
+                        }
+                    ]
+                },
+            },
+        ).id
+        services.executions.create_bulk(
+            org, wf, [lead(f"+1212555{i:04d}", f"lead-{i}") for i in range(1000)]
+        )
+        services.worker.start()
+        thread = services.worker._thread
+        assert thread is not None
+        services.engine.wakeup.set()
+        services.worker.stop(timeout=30)
+        # It stopped between two stages, not after draining the backlog.
+        assert not thread.is_alive()
+        with services.db.begin() as conn:
+            counts = services.store.executions.count_by_status(conn, org)
+        assert counts.get("CREATED", 0) > 0
+    finally:
+        services.close()

@@ -27,7 +27,9 @@ from tests.conftest import _empty_postgres
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 N = 2_000
-KILLS = 12
+KILLS = 10
+#: Kills that must land while executions are still running, for the run to count.
+KILLS_MID_RUN = 6
 DEADLINE_SECONDS = 300
 
 
@@ -62,7 +64,8 @@ def start_worker(pg_url: str) -> subprocess.Popen[bytes]:
 
 def build(services: Services) -> str:
     org, _ = services.accounts.create_api_key("crash")
-    timing = {"callDurationSecs": 1, "ringDurationSecs": 1, "textDurationSecs": 1}
+    # Each step's report arrives 2 s after the call: an execution takes at least 6 s.
+    timing = {"callDurationSecs": 2, "ringDurationSecs": 2, "textDurationSecs": 2}
     call = services.agents.create(
         org,
         {
@@ -127,7 +130,9 @@ def test_killed_workers_lose_nothing_and_place_each_key_once(
     try:
         while completed(services, org) < N and time.monotonic() < deadline:
             if kills < KILLS:
-                time.sleep(rng.uniform(0.5, 2.5))
+                time.sleep(rng.uniform(0.3, 1.2))
+                if completed(services, org) >= N:
+                    break
                 victim = rng.randrange(len(workers))
                 workers[victim].send_signal(signal.SIGKILL)
                 workers[victim].wait()
@@ -143,7 +148,7 @@ def test_killed_workers_lose_nothing_and_place_each_key_once(
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-    assert kills == KILLS
+    assert kills >= KILLS_MID_RUN  # each kill happened before the last execution completed
     assert completed(services, org) == N
 
     with services.db.begin() as conn:

@@ -232,12 +232,13 @@ class Engine:
 
     # -- the stages -------------------------------------------------------------------------
 
-    def tick(self) -> int:
-        """Do all work due now; returns how many items were handled. Agent calls started here
-        may still be in flight when it returns (``dispatcher.wait_idle`` waits for them)."""
+    def tick(self, stop: threading.Event | None = None) -> int:
+        """Do all work due now, or until ``stop`` is set; returns how many items were handled.
+        Agent calls started here may still be in flight when it returns
+        (``dispatcher.wait_idle`` waits for them)."""
         self.stats.ticks += 1
         done = 0
-        while True:
+        while stop is None or not stop.is_set():
             n = (
                 self.feed_inbox()
                 + self.advance_due()
@@ -247,7 +248,8 @@ class Engine:
             self.dispatcher.renew_leases()
             done += n
             if n == 0:
-                return done
+                break
+        return done
 
     def feed_inbox(self) -> int:
         now = self.clock.now()

@@ -50,7 +50,7 @@ class EmbeddedWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.engine.tick()
+                self.engine.tick(self._stop)  # a backlog does not keep it from stopping
                 upcoming = self.engine.next_work_at()
             except Exception:
                 log.exception("worker tick failed; retrying")

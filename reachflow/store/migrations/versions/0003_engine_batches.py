@@ -24,13 +24,6 @@ def upgrade() -> None:
     op.execute("UPDATE executions SET priority_key = COALESCE(priority_date, created_at)")
     with op.batch_alter_table("executions", schema=None) as batch_op:
         batch_op.alter_column("priority_key", existing_type=UTCDateTime(), nullable=False)
-        batch_op.create_index(
-            "ix_executions_priority_due",
-            ["priority_key", "due_at"],
-            unique=False,
-            sqlite_where=sa.text("due_at IS NOT NULL"),
-            postgresql_where=sa.text("due_at IS NOT NULL"),
-        )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("agent_id", sa.String(length=36), nullable=True))
         batch_op.add_column(sa.Column("fence", sa.Integer(), server_default="0", nullable=False))
@@ -81,9 +74,4 @@ def downgrade() -> None:
         batch_op.drop_column("fence")
         batch_op.drop_column("agent_id")
     with op.batch_alter_table("executions", schema=None) as batch_op:
-        batch_op.drop_index(
-            "ix_executions_priority_due",
-            sqlite_where=sa.text("due_at IS NOT NULL"),
-            postgresql_where=sa.text("due_at IS NOT NULL"),
-        )
         batch_op.drop_column("priority_key")
