@@ -183,7 +183,10 @@ def run_ours(url: str, backend: str, n: int) -> Run:
         steps=result.dispatches,
         duplicates=result.duplicates,
     )
-    run.placements, resent = count_placements(url)
+    from reachflow.store.simulator_ledger import ledger_url
+
+    # On SQLite the simulator keeps its ledger in a file of its own beside the database.
+    run.placements, resent = count_placements(ledger_url(url) or url)
     run.duplicates += resent
     return run
 
