@@ -267,7 +267,9 @@ contact_attempts = sa.Table(
     sa.Column("execution_id", ID, nullable=True),
     sa.Column("idempotency_key", sa.String(120), nullable=False, unique=True),
     sa.Column("at", UTCDateTime(), nullable=False),
-    sa.Index("ix_contact_attempts_phone_at", "organization_id", "phone", "at"),
+    #: Led by the number: a batch reads its numbers' attempts by ``phone = ANY(...)``, and an
+    #: index led by the organization let PostgreSQL scan every attempt of the organization.
+    sa.Index("ix_contact_attempts_phone_org_at", "phone", "organization_id", "at"),
 )
 
 #: The simulator's durable ledger: the agent's own record of every call it placed, one row per

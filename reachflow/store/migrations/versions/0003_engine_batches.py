@@ -48,6 +48,11 @@ def upgrade() -> None:
         )
         + " WHERE kind = 'dispatch'"
     )
+    with op.batch_alter_table("contact_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_contact_attempts_phone_at")
+        batch_op.create_index(
+            "ix_contact_attempts_phone_org_at", ["phone", "organization_id", "at"], unique=False
+        )
     op.create_table(
         "simulator_calls",
         sa.Column("idempotency_key", sa.String(length=120), nullable=False),
@@ -60,6 +65,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("simulator_calls")
+    with op.batch_alter_table("contact_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_contact_attempts_phone_org_at")
+        batch_op.create_index(
+            "ix_contact_attempts_phone_at", ["organization_id", "phone", "at"], unique=False
+        )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_outbox_open", sqlite_where=sa.text(OPEN), postgresql_where=sa.text(OPEN)
