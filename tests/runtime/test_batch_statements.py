@@ -182,28 +182,21 @@ def test_due_work_is_taken_in_priority_date_order_across_batches(
             ids[view.record.id] = i
         taken: list[list[int]] = []
         while True:
-            before = {
-                e.record.id
-                for e in services.executions.list(
-                    ExecutionFilter(organization_id=org, status="RUNNING"),
-                    limit=100,
-                    cursor=None,
-                    enriched=False,
-                )[0]
-            }
+            before = running(services, org)
             if services.engine.advance_due() == 0:
                 break
-            after = {
-                e.record.id
-                for e in services.executions.list(
-                    ExecutionFilter(organization_id=org, status="RUNNING"),
-                    limit=100,
-                    cursor=None,
-                    enriched=False,
-                )[0]
-            }
-            taken.append(sorted(ids[i] for i in after - before))
+            taken.append(sorted(ids[i] for i in running(services, org) - before))
         # priorityDate 1st, 2nd, ... March; the one without one ranks by its creation (today).
         assert taken == [[3, 4], [1, 2], [0, 5]]
     finally:
         services.close()
+
+
+def running(services: Services, org: str) -> set[str]:
+    views, _ = services.executions.list(
+        ExecutionFilter(organization_id=org, status="RUNNING"),
+        limit=100,
+        cursor=None,
+        enriched=False,
+    )
+    return {v.record.id for v in views}

@@ -69,14 +69,17 @@ def worker(db_url: str, clock: VirtualClock, agent: GatedAgent) -> Services:
     )
 
 
-def one_call_workflow(services: Services, org: str, **config: object) -> str:
+def one_call_workflow(
+    services: Services, org: str, *, provider: str = "webhook", **config: object
+) -> str:
+    settings = {"url": "http://127.0.0.1:9/never"} if provider == "webhook" else {}
     agent = services.agents.create(
         org,
         {
-            "name": "outside agent",
+            "name": f"{provider} agent",
             "channel": "CALL",
-            "provider": "webhook",
-            "config": {"url": "http://127.0.0.1:9/never", **config},
+            "provider": provider,
+            "config": {**settings, **config},
         },
     )
     return services.workflows.create(
@@ -251,25 +254,7 @@ def test_a_worker_with_a_backlog_stops_when_asked(db_url: str, clock: VirtualClo
     services = bootstrap(Settings(database_url=db_url, bulk_limit=1000), clock=clock, migrate=False)
     try:
         org, _ = services.accounts.create_api_key("acme")
-        call = services.agents.create(org, {"name": "caller", "channel": "CALL", "config": {}})
-        wf = services.workflows.create(
-            org,
-            {
-                "name": "one call",
-                "active": True,
-                "timezone": "America/New_York",
-                "definition": {
-                    "steps": [
-                        {
-                            "type": "CALL",
-                            "order": 1,
-                            "agentId": call.id,
-                            "needsTCPACompliance": False,
-                        }
-                    ]
-                },
-            },
-        ).id
+        wf = one_call_workflow(services, org, provider="simulator")
         services.executions.create_bulk(
             org, wf, [lead(f"+1212555{i:04d}", f"lead-{i}") for i in range(1000)]
         )
