@@ -101,17 +101,9 @@ class ContactCompliance:
         *,
         excluding_key: str | None = None,
     ) -> ContactFacts:
-        contacts = self.store.contacts
-        attempts: tuple[datetime, ...] = ()
-        if self.lookback > timedelta(0):
-            attempts = contacts.attempts_since(
-                conn, organization_id, phone, now - self.lookback, excluding_key=excluding_key
-            )
-        return ContactFacts(
-            suppressed=contacts.suppressed_channels(conn, organization_id, phone),
-            consent=contacts.consented_channels(conn, organization_id, phone),
-            attempts=attempts,
-        )
+        contact = (organization_id, phone)
+        records = self.records_of(conn, [contact], now)[contact]
+        return contact_facts(records, excluding_key=excluding_key)
 
     def records_of(
         self, conn: Connection, contacts: Iterable[tuple[str, str]], now: datetime

@@ -146,20 +146,14 @@ class Contacts:
         self, conn: Connection, organization_id: str, phone: str
     ) -> dict[Channel, str]:
         """Each suppressed channel of this number, with the reason of its entry."""
-        out: dict[Channel, str] = {}
-        for record in self.list_suppressions(conn, organization_id, phone=phone):
-            for channel in record.channels:
-                out.setdefault(channel, record.reason)
-        return out
+        entries = self.list_suppressions(conn, organization_id, phone=phone)
+        return suppressed_by_channel((r.channel, r.reason) for r in entries)
 
     def suppressed_everywhere(
         self, conn: Connection, organization_id: str, phone: str
     ) -> str | None:
         """The reason when the number is suppressed on every channel, else None."""
-        suppressed = self.suppressed_channels(conn, organization_id, phone)
-        if len(suppressed) < len(Channel):
-            return None
-        return next(iter(suppressed.values()))
+        return everywhere_reason(self.suppressed_channels(conn, organization_id, phone))
 
     def suppressed_everywhere_of(
         self, conn: Connection, organization_id: str, phones: Iterable[str]
@@ -168,12 +162,9 @@ class Contacts:
         records = self.facts_of(conn, [(organization_id, p) for p in phones], since=None)
         out: dict[str, str] = {}
         for (_, phone), found in records.items():
-            channels: dict[str, str] = {}
-            for channel, reason in found.suppressions:
-                for each in [c.value for c in Channel] if channel == ALL else [channel]:
-                    channels.setdefault(each, reason)
-            if len(channels) == len(Channel):
-                out[phone] = next(iter(channels.values()))
+            reason = everywhere_reason(suppressed_by_channel(found.suppressions))
+            if reason is not None:
+                out[phone] = reason
         return out
 
     # -- consent ----------------------------------------------------------------------
@@ -258,20 +249,10 @@ class Contacts:
 
     # -- attempts (what frequency caps count) -----------------------------------------
 
-    def lock_contact(self, conn: Connection, organization_id: str, phone: str) -> None:
-        """Serialize cap checks for one contact until the transaction ends.
-
-        PostgreSQL: a transaction-scoped advisory lock on the contact. SQLite: BEGIN IMMEDIATE
-        already holds the database's only write lock.
-        """
-        if conn.dialect.name != "postgresql":
-            return
-        key = _contact_key(organization_id, phone)
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
     def lock_contacts(self, conn: Connection, contacts: Iterable[tuple[str, str]]) -> None:
-        """``lock_contact`` for many ``(organization_id, phone)`` pairs in one statement, taken
-        in key order so two batches never deadlock."""
+        """Serialize cap checks for these ``(organization_id, phone)`` contacts until the
+        transaction ends: PostgreSQL advisory locks, one statement, taken in key order so two
+        batches never deadlock. SQLite: BEGIN IMMEDIATE already holds the only write lock."""
         if conn.dialect.name != "postgresql":
             return
         keys = sorted({_contact_key(org, phone) for org, phone in contacts})
@@ -324,54 +305,6 @@ class Contacts:
                     found.attempts.append((r.at, r.idempotency_key))
         return out
 
-    def record_attempt(
-        self,
-        conn: Connection,
-        *,
-        organization_id: str,
-        phone: str,
-        channel: Channel,
-        idempotency_key: str,
-        at: datetime,
-        execution_id: str | None = None,
-    ) -> None:
-        """Count one attempt; the same idempotency key counts once, however often retried."""
-        exists = conn.execute(
-            sa.select(contact_attempts.c.id).where(
-                contact_attempts.c.idempotency_key == idempotency_key
-            )
-        ).first()
-        if exists is not None:
-            return
-        conn.execute(
-            contact_attempts.insert().values(
-                organization_id=organization_id,
-                phone=phone,
-                channel=channel.value,
-                execution_id=execution_id,
-                idempotency_key=idempotency_key,
-                at=at,
-            )
-        )
-
-    def attempts_since(
-        self,
-        conn: Connection,
-        organization_id: str,
-        phone: str,
-        since: datetime,
-        *,
-        excluding_key: str | None = None,
-    ) -> tuple[datetime, ...]:
-        query = sa.select(contact_attempts.c.at).where(
-            contact_attempts.c.organization_id == organization_id,
-            contact_attempts.c.phone == phone,
-            contact_attempts.c.at > since,
-        )
-        if excluding_key is not None:
-            query = query.where(contact_attempts.c.idempotency_key != excluding_key)
-        return tuple(sorted(r.at for r in conn.execute(query)))
-
 
 @dataclass(frozen=True, slots=True)
 class AttemptRow:
@@ -402,6 +335,23 @@ class ContactRecords:
     suppressions: list[tuple[str, str]] = field(default_factory=list)
     consents: set[Channel] = field(default_factory=set)
     attempts: list[tuple[datetime, str]] = field(default_factory=list)
+
+
+def suppressed_by_channel(entries: Iterable[tuple[str, str]]) -> dict[Channel, str]:
+    """``(channel, reason)`` suppression entries, oldest first, as each suppressed channel
+    with the reason of its first entry (``ALL`` covers every channel)."""
+    out: dict[Channel, str] = {}
+    for channel, reason in entries:
+        for each in tuple(Channel) if channel == ALL else (Channel(channel),):
+            out.setdefault(each, reason)
+    return out
+
+
+def everywhere_reason(suppressed: dict[Channel, str]) -> str | None:
+    """The reason when every channel is suppressed, else None."""
+    if len(suppressed) < len(Channel):
+        return None
+    return next(iter(suppressed.values()))
 
 
 def _contact_key(organization_id: str, phone: str) -> int:

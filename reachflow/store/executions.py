@@ -194,12 +194,6 @@ class Executions:
         records = [_execution(r) for r in conn.execute(query).mappings()]
         return [r for r in records if not r.engine.is_finished]
 
-    def active_ids(self, conn: Connection, flt: ExecutionFilter) -> list[str]:
-        rows = conn.execute(
-            sa.select(executions.c.id).where(*_where(flt), executions.c.status.in_(ACTIVE_STATUSES))
-        )
-        return [str(r.id) for r in rows]
-
     def refs_of(self, conn: Connection, execution_ids: Sequence[str]) -> dict[str, ExecutionRef]:
         """The dispatch stage's view of executions by id, in one statement."""
         if not execution_ids:

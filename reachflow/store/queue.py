@@ -148,11 +148,6 @@ class Queue:
         if item_ids:
             _RELEASE.execute(conn, [{"b_id": i, "b_at": now} for i in item_ids])
 
-    def finish_outbox(
-        self, conn: Connection, item_id: int, now: datetime, *, error: str | None = None
-    ) -> None:
-        self.finish_many(conn, [(item_id, error)], now)
-
     def outbox_status(self, conn: Connection, idempotency_key: str) -> str | None:
         value = conn.execute(
             sa.select(outbox.c.status).where(outbox.c.idempotency_key == idempotency_key)
@@ -189,29 +184,6 @@ class Queue:
                 for e in events
             ],
         )
-
-    def put_inbox(
-        self,
-        conn: Connection,
-        *,
-        organization_id: str,
-        execution_id: str,
-        kind: str,
-        payload: dict[str, Any],
-        dedupe_key: str,
-        due_at: datetime,
-        now: datetime,
-    ) -> bool:
-        """Record an event once; a second event with the same key is dropped (returns False)."""
-        exists = conn.execute(sa.select(inbox.c.id).where(inbox.c.dedupe_key == dedupe_key)).first()
-        if exists is not None:
-            return False
-        self.put_events(
-            conn,
-            [NewEvent(organization_id, execution_id, kind, payload, dedupe_key, due_at)],
-            now,
-        )
-        return True
 
     def claim_inbox(
         self, conn: Connection, now: datetime, limit: int, *, skip_locked: bool
