@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
+from reachflow.api.json_body import parse_json_object
 from reachflow.bootstrap import Services
-from reachflow.domain.errors import FieldError, ValidationFailed
 
 
 def get_services(request: Request) -> Services:
@@ -34,17 +33,9 @@ OrgDep = Annotated[str, Depends(get_organization)]
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; malformed JSON or another type is a 400 naming ``body``."""
-    raw = await request.body()
-    if not raw.strip():
-        raise ValidationFailed(FieldError("body", "a JSON object is required"))
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationFailed(FieldError("body", f"malformed JSON: {exc}")) from exc
-    if not isinstance(value, dict):
-        raise ValidationFailed(FieldError("body", "must be a JSON object"))
-    return value
+    """The body as a JSON object, parsed defensively (``json_body``): malformed JSON, another
+    type, excessive nesting, NUL or lone surrogates are a 400 naming the field."""
+    return parse_json_object(await request.body())
 
 
 BodyDep = Annotated[dict[str, Any], Depends(json_object)]
