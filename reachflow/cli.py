@@ -1,4 +1,4 @@
-"""``reachflow serve | worker | migrate | api-key create``."""
+"""``reachflow serve | worker | migrate | api-key create | list | revoke``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ import logging
 import signal
 import sys
 import threading
+from datetime import datetime
 
-from reachflow.bootstrap import bootstrap
+from sqlalchemy.engine import make_url
+
+from reachflow.bootstrap import Services, bootstrap
+from reachflow.domain.errors import ReachflowError
+from reachflow.logs import configure_logging
 from reachflow.settings import Settings
+
+log = logging.getLogger("reachflow.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +32,41 @@ def main(argv: list[str] | None = None) -> int:
     key_sub = key.add_subparsers(dest="action", required=True)
     create = key_sub.add_parser("create", help="create a key; printed as the last line")
     create.add_argument("--org", default=None, help="organization name (created if needed)")
+    create.add_argument(
+        "--admin", action="store_true", help="a key of the admin scope (it may read /metrics)"
+    )
+    listing = key_sub.add_parser("list", help="list keys (prefix, never the key)")
+    listing.add_argument("--org", default=None, help="only this organization's keys")
+    revoke = key_sub.add_parser("revoke", help="revoke the one key with this prefix")
+    revoke.add_argument("prefix", help="the key's prefix, as api-key list shows it")
     args = parser.parse_args(argv)
 
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
+    try:
+        return _run(settings, args)
+    except ReachflowError as exc:  # a refusal of ours: its message is the whole story
+        print(f"reachflow {_name(args)}: {exc.message}", file=sys.stderr)
+        return 1
+    except Exception:
+        # Through the logs, so the traceback is masked (no password, key or phone number).
+        log.exception("reachflow %s failed", _name(args))
+        return 1
+
+
+def _name(args: argparse.Namespace) -> str:
+    return " ".join(filter(None, (args.command, getattr(args, "action", None))))
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password as ``***``: the only form in which a URL is printed."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show none of it
+        return "<unparsable database URL>"
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(settings, args)
     if args.command == "worker":
@@ -38,16 +74,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         services = bootstrap(settings)
         services.close()
-        print(f"schema up to date at {settings.database_url}")
+        print(f"schema up to date at {redacted(settings.database_url)}")
         return 0
     services = bootstrap(settings)
+    try:
+        return _api_key(services, settings, args)
+    finally:
+        services.close()
+
+
+def _api_key(services: Services, settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        keys = services.accounts.list_api_keys(args.org)
+        rows = [("PREFIX", "ORGANIZATION", "CREATED_AT", "REVOKED_AT", "SCOPE")]
+        rows += [
+            (k.prefix, k.organization, _when(k.created_at), _when(k.revoked_at), k.scope)
+            for k in keys
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        return 0
+    if args.action == "revoke":
+        key = services.accounts.revoke_api_key(args.prefix)
+        print(f"revoked {key.prefix} ({key.organization}, {key.scope}) at {_when(key.revoked_at)}")
+        return 0
     org_name = args.org or settings.default_organization
-    org_id, api_key = services.accounts.create_api_key(org_name)
-    services.close()
+    scope = "admin" if args.admin else "organization"
+    org_id, api_key = services.accounts.create_api_key(org_name, scope=scope)
     print(f"organization: {org_name} ({org_id})")
+    print(f"scope: {scope}")
     print("API key (shown once; send it as X-API-Key):")
     print(api_key)
     return 0
+
+
+def _when(at: datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at is not None else "-"
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -62,6 +125,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level.lower(),
+        # uvicorn's own logging setup gives its loggers handlers of their own, around the
+        # masking on the root's: without it they propagate to the root and are masked too.
+        log_config=None,
     )
     services.close()
     return 0

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reachflow.domain.errors import (
     Conflict,
+    Forbidden,
     NotFound,
     ReachflowError,
     Refused,
@@ -23,6 +24,7 @@ from reachflow.domain.graph_definition import GraphInvalid
 STATUS_BY_ERROR: list[tuple[type[ReachflowError], int]] = [
     (ValidationFailed, 400),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
     (Refused, 422),

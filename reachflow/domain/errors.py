@@ -7,7 +7,8 @@
     ├── NotFound              no such resource in this organization
     ├── Conflict              the resource exists but the request does not fit its state
     │   └── IllegalTransition a status change that makes no sense (resume a completed execution)
-    ├── Unauthorized          missing or unknown API key
+    ├── Unauthorized          missing, unknown or revoked API key
+    ├── Forbidden             a valid key whose scope does not reach this (``/metrics`` needs admin)
     └── Refused               a rule forbids it (suppressed number, inactive workflow)
 """
 
@@ -66,6 +67,12 @@ class IllegalTransition(Conflict):
 
 class Unauthorized(ReachflowError):
     code = "UNAUTHORIZED"
+
+
+class Forbidden(ReachflowError):
+    """The key is valid but its scope does not allow this."""
+
+    code = "FORBIDDEN"
 
 
 class Refused(ReachflowError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import replace
@@ -11,16 +12,23 @@ from typing import Any
 from reachflow.domain.enums import Channel, Disposition
 from reachflow.domain.errors import (
     Conflict,
+    Forbidden,
     NotFound,
     ProblemCollector,
     Unauthorized,
 )
 from reachflow.runtime.clock import Clock
 from reachflow.services.validation import start_validation
+from reachflow.store.accounts import ApiKeyRecord
 from reachflow.store.records import AgentRecord
 from reachflow.store.store import Store
 
 PROVIDERS = ("simulator", "webhook")
+#: A key's scope: ``organization`` reaches its organization's API; ``admin`` that, and the
+#: operator's endpoints (``/metrics``).
+ORGANIZATION_SCOPE = "organization"
+ADMIN_SCOPE = "admin"
+SCOPES = (ORGANIZATION_SCOPE, ADMIN_SCOPE)
 AGENT_FIELDS = ("name", "channel", "provider", "config")
 
 
@@ -33,23 +41,82 @@ class AccountService:
         self.store = store
         self.clock = clock
 
-    def create_api_key(self, organization: str) -> tuple[str, str]:
+    def create_api_key(
+        self, organization: str, *, scope: str = ORGANIZATION_SCOPE
+    ) -> tuple[str, str]:
         """A new key for ``organization`` (created if needed); returns (org id, key)."""
+        if scope not in SCOPES:
+            raise ValueError(f"unknown key scope {scope!r}")
         key = "rf_" + secrets.token_urlsafe(32)
         now = self.clock.now()
         with self.store.db.begin() as conn:
             org_id = self.store.accounts.ensure_organization(conn, organization, now)
-            self.store.accounts.insert_api_key(conn, org_id, hash_key(key), key[:10], now)
+            self.store.accounts.insert_api_key(
+                conn, org_id, hash_key(key), key[:10], now, scope=scope
+            )
         return org_id, key
 
-    def authenticate(self, key: str | None) -> str:
+    def identify(self, key: str | None) -> ApiKeyRecord:
+        """The unrevoked key ``key`` is, or Unauthorized. The stored hash is compared in
+        constant time."""
         if not key:
             raise Unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
+        given = hash_key(key)
         with self.store.db.read() as conn:
-            org_id = self.store.accounts.find_organization_by_key_hash(conn, hash_key(key))
-        if org_id is None:
+            found = self.store.accounts.find_key_by_hash(conn, given)
+        if found is None:
             raise Unauthorized("unknown API key")
-        return org_id
+        record, stored = found
+        if not hmac.compare_digest(stored.encode(), given.encode()):
+            raise Unauthorized("unknown API key")
+        if record.revoked_at is not None:
+            raise Unauthorized("revoked API key")
+        return record
+
+    def authenticate(self, key: str | None) -> str:
+        """The organization of an unrevoked key, or Unauthorized."""
+        return self.identify(key).organization_id
+
+    def authorize_admin(self, key: str | None) -> ApiKeyRecord:
+        """An unrevoked key of the admin scope: Unauthorized without one, Forbidden for a key
+        of another scope."""
+        record = self.identify(key)
+        if record.scope != ADMIN_SCOPE:
+            raise Forbidden("this needs an admin key (reachflow api-key create --admin)")
+        return record
+
+    def list_api_keys(self, organization: str | None = None) -> list[ApiKeyRecord]:
+        """Every key, or the keys of the organization named ``organization``."""
+        with self.store.db.read() as conn:
+            org_id = None
+            if organization is not None:
+                org_id = self.store.accounts.find_organization(conn, organization)
+                if org_id is None:
+                    raise NotFound(f"no organization named {organization!r}", field="org")
+            return self.store.accounts.list_api_keys(conn, org_id)
+
+    def revoke_api_key(self, prefix: str) -> ApiKeyRecord:
+        """Revoke the one key whose prefix starts with ``prefix``; returns it as revoked. A key
+        already revoked keeps its first ``revoked_at``. NotFound when no key matches, Conflict
+        when more than one does."""
+        if not prefix:
+            raise NotFound("give a key prefix (reachflow api-key list shows them)", field="prefix")
+        with self.store.db.begin() as conn:
+            found = self.store.accounts.find_api_keys_by_prefix(conn, prefix)
+            if not found:
+                raise NotFound(f"no API key has the prefix {prefix!r}", field="prefix")
+            if len(found) > 1:
+                names = ", ".join(f"{k.prefix} ({k.organization})" for k in found)
+                raise Conflict(
+                    f"the prefix {prefix!r} matches {len(found)} keys: {names}; give more of it",
+                    field="prefix",
+                )
+            key = found[0]
+            if key.revoked_at is not None:
+                return key
+            now = self.clock.now()
+            self.store.accounts.revoke_api_key(conn, key.id, now)
+        return replace(key, revoked_at=now)
 
 
 class AgentService:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,31 @@ from sqlalchemy.engine import Connection
 
 from reachflow.store.records import AgentRecord
 from reachflow.store.tables import agents, api_keys, organizations
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """What may be shown of a key: never the key, nor its hash."""
+
+    id: str
+    organization_id: str
+    organization: str
+    prefix: str
+    scope: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+_KEY_COLUMNS = (
+    api_keys.c.id,
+    api_keys.c.organization_id,
+    organizations.c.name.label("organization"),
+    api_keys.c.prefix,
+    api_keys.c.scope,
+    api_keys.c.created_at,
+    api_keys.c.revoked_at,
+)
+_KEYS_WITH_ORG = api_keys.join(organizations, organizations.c.id == api_keys.c.organization_id)
 
 
 class Accounts:
@@ -25,8 +51,20 @@ class Accounts:
         conn.execute(organizations.insert().values(id=org_id, name=name, created_at=now))
         return org_id
 
+    def find_organization(self, conn: Connection, name: str) -> str | None:
+        found = conn.execute(
+            sa.select(organizations.c.id).where(organizations.c.name == name)
+        ).scalar_one_or_none()
+        return str(found) if found is not None else None
+
     def insert_api_key(
-        self, conn: Connection, organization_id: str, key_hash: str, prefix: str, now: datetime
+        self,
+        conn: Connection,
+        organization_id: str,
+        key_hash: str,
+        prefix: str,
+        now: datetime,
+        scope: str = "organization",
     ) -> str:
         key_id = str(uuid.uuid4())
         conn.execute(
@@ -36,15 +74,60 @@ class Accounts:
                 key_hash=key_hash,
                 prefix=prefix,
                 created_at=now,
+                scope=scope,
             )
         )
         return key_id
 
     def find_organization_by_key_hash(self, conn: Connection, key_hash: str) -> str | None:
+        """The organization of the unrevoked key with this hash."""
         found = conn.execute(
-            sa.select(api_keys.c.organization_id).where(api_keys.c.key_hash == key_hash)
+            sa.select(api_keys.c.organization_id).where(
+                api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
+            )
         ).scalar_one_or_none()
         return str(found) if found is not None else None
+
+    def find_key_by_hash(self, conn: Connection, key_hash: str) -> tuple[ApiKeyRecord, str] | None:
+        """The key with this hash (revoked or not) and the hash as stored."""
+        row = (
+            conn.execute(
+                sa.select(*_KEY_COLUMNS, api_keys.c.key_hash)
+                .select_from(_KEYS_WITH_ORG)
+                .where(api_keys.c.key_hash == key_hash)
+            )
+            .mappings()
+            .first()
+        )
+        return (_api_key(row), str(row["key_hash"])) if row else None
+
+    def list_api_keys(
+        self, conn: Connection, organization_id: str | None = None
+    ) -> list[ApiKeyRecord]:
+        """Every key (of one organization, if given), oldest first."""
+        query = sa.select(*_KEY_COLUMNS).select_from(_KEYS_WITH_ORG)
+        if organization_id is not None:
+            query = query.where(api_keys.c.organization_id == organization_id)
+        rows = conn.execute(query.order_by(api_keys.c.created_at, api_keys.c.id)).mappings()
+        return [_api_key(r) for r in rows]
+
+    def find_api_keys_by_prefix(self, conn: Connection, prefix: str) -> list[ApiKeyRecord]:
+        """The keys whose prefix starts with ``prefix`` (``%`` and ``_`` taken literally)."""
+        rows = conn.execute(
+            sa.select(*_KEY_COLUMNS)
+            .select_from(_KEYS_WITH_ORG)
+            .where(api_keys.c.prefix.startswith(prefix, autoescape=True))
+            .order_by(api_keys.c.created_at, api_keys.c.id)
+        ).mappings()
+        return [_api_key(r) for r in rows]
+
+    def revoke_api_key(self, conn: Connection, key_id: str, now: datetime) -> None:
+        """Revoke the key (once: a revoked key keeps its first ``revoked_at``)."""
+        conn.execute(
+            api_keys.update()
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -122,6 +205,18 @@ class Accounts:
                 agents.c.organization_id == organization_id, agents.c.id == agent_id
             )
         )
+
+
+def _api_key(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=str(row["id"]),
+        organization_id=str(row["organization_id"]),
+        organization=str(row["organization"]),
+        prefix=str(row["prefix"]),
+        scope=str(row["scope"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
 
 
 def _agent(row: Any) -> AgentRecord:

@@ -95,6 +95,7 @@ class Database:
             engine = sa.create_engine(
                 url,
                 echo=echo,
+                hide_parameters=True,
                 json_serializer=json_codec.dumps,
                 json_deserializer=json_codec.loads,
                 connect_args={"check_same_thread": False, "timeout": 30},
@@ -127,6 +128,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
+            hide_parameters=True,
             json_serializer=json_codec.dumps,
             json_deserializer=json_codec.loads,
         )

@@ -33,6 +33,10 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    #: Set once the key is revoked: from then on it authenticates nothing.
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    #: ``organization`` (its organization's API) or ``admin`` (that, plus ``/metrics``).
+    sa.Column("scope", sa.String(16), nullable=False, server_default="organization"),
 )
 
 agents = sa.Table(

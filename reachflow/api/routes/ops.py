@@ -1,15 +1,28 @@
-"""Health and metrics."""
+"""Health (open) and metrics (an admin key only: they count every organization's executions)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import PlainTextResponse
 
 from reachflow.api.deps import ServicesDep
 
 router = APIRouter(tags=["operations"])
+
+
+def require_admin(
+    services: ServicesDep,
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """An unrevoked key of the admin scope (``X-API-Key`` or ``Authorization: Bearer``): 401
+    without one, 403 ``FORBIDDEN`` for an organization's key."""
+    key = x_api_key
+    if not key and authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    services.accounts.authorize_admin(key)
 
 
 @router.get("/healthz")
@@ -19,7 +32,7 @@ def healthz(services: ServicesDep) -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_admin)])
 def metrics(services: ServicesDep) -> str:
     stats = services.engine.stats
     with services.db.begin() as conn:
