@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from limits import parse_many
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,3 +50,25 @@ class Settings(BaseSettings):
     bulk_insert_batch: int = 500
     default_organization: str = "default"
     log_level: str = "INFO"
+
+    # --- Request limits: body sizes and rate limits (docs/configuration.md, docs/security.md) ---
+    #: The largest request body accepted, in bytes; a larger one is a 413 (PAYLOAD_TOO_LARGE).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    #: The largest lead upload (``POST /v1/workflows/{id}/leads``, CSV or JSON), in bytes.
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    #: Rate limiting on or off (off: no 429 at all).
+    rate_limit_enabled: bool = True
+    #: Requests per API key (the ``limits`` notation: "600/minute", "10/second;600/minute").
+    rate_limit_per_key: str = "600/minute"
+    #: Requests per client address without a key, and failed-auth (401) answers per address.
+    rate_limit_unauthenticated: str = "60/minute"
+
+    @field_validator("rate_limit_per_key", "rate_limit_unauthenticated")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            if not parse_many(value):
+                raise ValueError("no limit given")
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit such as '600/minute': {value!r}") from exc
+        return value

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from reachflow import __version__
 from reachflow.api.errors import install_error_handlers
+from reachflow.api.middleware import install_middleware
 from reachflow.api.routes import (
     agents,
     compliance,
@@ -35,6 +36,7 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
     app = FastAPI(title="reachflow", version=__version__, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
+    install_middleware(app, services.settings)  # request ids, 500/503, rate and body limits
     for module in (agents, workflows, executions, compliance, dialnexa, dialnexa_leads, ops):
         app.include_router(module.router)
     return app

@@ -1,10 +1,14 @@
 """The one place that maps errors to HTTP: Feather's body ``{status, message, code, success}``
-plus ``field`` (the offending field path) and ``errors`` (every problem found)."""
+plus ``field`` (the offending field path), ``errors`` (every problem found) and ``requestId``
+(the request's ``X-Request-Id``)."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+import psycopg.errors
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,6 +24,7 @@ from reachflow.domain.errors import (
     ValidationFailed,
 )
 from reachflow.domain.graph_definition import GraphInvalid
+from reachflow.logs import request_id_var
 
 STATUS_BY_ERROR: list[tuple[type[ReachflowError], int]] = [
     (ValidationFailed, 400),
@@ -52,7 +57,39 @@ def error_body(
         "success": False,
         "field": field,
         "errors": errors or ([{"field": field, "message": message}] if field else []),
+        "requestId": request_id_var.get(),
     }
+
+
+#: PostgreSQL's answers to contention: a serialization failure, a deadlock, a lock not
+#: available within ``lock_timeout`` (or ``NOWAIT``). Retrying later can succeed.
+_PG_BUSY = (
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.LockNotAvailable,
+)
+#: SQLite's messages when the busy timeout passed before the lock came free.
+_SQLITE_BUSY = ("database is locked", "database is busy", "database table is locked")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Is ``exc`` (or what it wraps) database contention, worth a 503 and a retry, not a 500?"""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _PG_BUSY):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and any(
+            text in str(current).lower() for text in _SQLITE_BUSY
+        ):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.orig is not None:
+            orig: BaseException = current.orig
+            if orig is not current and is_busy(orig):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def install_error_handlers(app: FastAPI) -> None:
