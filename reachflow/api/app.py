@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from reachflow import __version__
 from reachflow.api.errors import install_error_handlers
 from reachflow.api.middleware import install_middleware
+from reachflow.api.openapi import install_openapi
 from reachflow.api.routes import (
     agents,
     compliance,
@@ -33,10 +35,17 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
             if run_worker:
                 services.worker.stop()
 
-    app = FastAPI(title="reachflow", version=__version__, lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from the package, not from a CDN.
+    app = FastAPIOffline(
+        title="reachflow",
+        version=__version__,
+        lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
+    )
     app.state.services = services
     install_error_handlers(app)
     install_middleware(app, services.settings)  # request ids, 500/503, rate and body limits
     for module in (agents, workflows, executions, compliance, dialnexa, dialnexa_leads, ops):
         app.include_router(module.router)
+    install_openapi(app)
     return app

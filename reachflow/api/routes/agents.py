@@ -2,39 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from reachflow.api.deps import BodyDep, OrgDep, ServicesDep
+from reachflow.api.bodies import body_of
+from reachflow.api.deps import AgentId, OrgDep, ServicesDep
 from reachflow.api.feather_json import agent_json
+from reachflow.api.openapi import errors
+from reachflow.api.schemas import AgentCreate, AgentUpdate
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
 
-@router.post("", status_code=201)
-def create_agent(services: ServicesDep, org: OrgDep, body: BodyDep) -> dict[str, Any]:
+@router.post("", status_code=201, responses=errors(body=True))
+def create_agent(
+    services: ServicesDep,
+    org: OrgDep,
+    body: Annotated[dict[str, Any], Depends(body_of(AgentCreate))],
+) -> dict[str, Any]:
     return agent_json(services.agents.create(org, body))
 
 
-@router.get("")
+@router.get("", responses=errors())
 def list_agents(services: ServicesDep, org: OrgDep) -> dict[str, Any]:
     return {"agents": [agent_json(a) for a in services.agents.list(org)]}
 
 
-@router.get("/{agent_id}")
-def get_agent(services: ServicesDep, org: OrgDep, agent_id: str) -> dict[str, Any]:
+@router.get("/{agentId}", responses=errors(404))
+def get_agent(services: ServicesDep, org: OrgDep, agent_id: AgentId) -> dict[str, Any]:
     return agent_json(services.agents.get(org, agent_id))
 
 
-@router.put("/{agent_id}")
+@router.put("/{agentId}", responses=errors(404, 409, body=True))
 def update_agent(
-    services: ServicesDep, org: OrgDep, agent_id: str, body: BodyDep
+    services: ServicesDep,
+    org: OrgDep,
+    agent_id: AgentId,
+    body: Annotated[dict[str, Any], Depends(body_of(AgentUpdate))],
 ) -> dict[str, Any]:
     return agent_json(services.agents.update(org, agent_id, body))
 
 
-@router.delete("/{agent_id}")
-def delete_agent(services: ServicesDep, org: OrgDep, agent_id: str) -> dict[str, Any]:
+@router.delete("/{agentId}", responses=errors(404, 409))
+def delete_agent(services: ServicesDep, org: OrgDep, agent_id: AgentId) -> dict[str, Any]:
     services.agents.delete(org, agent_id)
     return {"message": "Agent deleted", "success": True}

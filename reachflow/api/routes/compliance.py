@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from reachflow.api.deps import BodyDep, OrgDep, ServicesDep
+from reachflow.api.bodies import body_of
+from reachflow.api.deps import ID_PATTERN, OrgDep, ServicesDep, SuppressionId
 from reachflow.api.feather_json import iso
+from reachflow.api.openapi import errors
+from reachflow.api.schemas import ConsentCreate, InboundText, SuppressionCreate
 from reachflow.store.contacts import SuppressionRecord
 
 router = APIRouter(prefix="/api/v1", tags=["compliance"])
@@ -28,9 +31,16 @@ def suppression_json(r: SuppressionRecord) -> dict[str, Any]:
     }
 
 
-@router.post("/suppressions", status_code=201)
+@router.post(
+    "/suppressions",
+    status_code=201,
+    responses={200: {"description": "The number was already suppressed"}, **errors(body=True)},
+)
 def add_suppression(
-    services: ServicesDep, org: OrgDep, body: BodyDep, response: Response
+    services: ServicesDep,
+    org: OrgDep,
+    body: Annotated[dict[str, Any], Depends(body_of(SuppressionCreate))],
+    response: Response,
 ) -> dict[str, Any]:
     added = services.contacts.suppress(org, body)
     if not added.created:
@@ -38,13 +48,13 @@ def add_suppression(
     return {**suppression_json(added.record), "cancelledCount": added.cancelled_count}
 
 
-@router.get("/suppressions")
+@router.get("/suppressions", responses=errors())
 def list_suppressions(
     services: ServicesDep,
     org: OrgDep,
     phone: Annotated[str | None, Query(alias="phoneNumber")] = None,
     include_removed: Annotated[bool, Query(alias="includeRemoved")] = False,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> dict[str, Any]:
     rows, next_cursor = services.contacts.list_suppressions(
@@ -56,7 +66,7 @@ def list_suppressions(
     }
 
 
-@router.get("/suppressions/check")
+@router.get("/suppressions/check", responses=errors())
 def check_suppression(
     services: ServicesDep,
     org: OrgDep,
@@ -67,31 +77,41 @@ def check_suppression(
     return answer
 
 
-@router.get("/suppressions/{suppression_id}")
-def get_suppression(services: ServicesDep, org: OrgDep, suppression_id: str) -> dict[str, Any]:
+@router.get("/suppressions/{suppressionId}", responses=errors(404))
+def get_suppression(
+    services: ServicesDep, org: OrgDep, suppression_id: SuppressionId
+) -> dict[str, Any]:
     return suppression_json(services.contacts.get_suppression(org, suppression_id))
 
 
-@router.delete("/suppressions/{suppression_id}")
+@router.delete("/suppressions/{suppressionId}", responses=errors(404, 409))
 def remove_suppression(
-    services: ServicesDep, org: OrgDep, suppression_id: str, reason: str | None = None
+    services: ServicesDep, org: OrgDep, suppression_id: SuppressionId, reason: str | None = None
 ) -> dict[str, Any]:
     return suppression_json(services.contacts.unsuppress(org, suppression_id, reason))
 
 
-@router.post("/consents", status_code=201)
-def grant_consent(services: ServicesDep, org: OrgDep, body: BodyDep) -> dict[str, Any]:
+@router.post("/consents", status_code=201, responses=errors(body=True))
+def grant_consent(
+    services: ServicesDep,
+    org: OrgDep,
+    body: Annotated[dict[str, Any], Depends(body_of(ConsentCreate))],
+) -> dict[str, Any]:
     answer = services.contacts.grant_consent(org, body)
     answer["entries"] = [suppression_json(r) for r in answer["entries"]]
     return answer
 
 
-@router.post("/inbound-texts")
-def inbound_text(services: ServicesDep, org: OrgDep, body: BodyDep) -> dict[str, Any]:
+@router.post("/inbound-texts", responses=errors(body=True))
+def inbound_text(
+    services: ServicesDep,
+    org: OrgDep,
+    body: Annotated[dict[str, Any], Depends(body_of(InboundText))],
+) -> dict[str, Any]:
     return services.contacts.inbound_text(org, body)
 
 
-@router.get("/compliance/window")
+@router.get("/compliance/window", responses=errors(404))
 def compliance_window(
     services: ServicesDep,
     org: OrgDep,
@@ -100,7 +120,7 @@ def compliance_window(
     state: str | None = None,
     channel: str = "CALL",
     at: str | None = None,
-    workflow_id: Annotated[str | None, Query(alias="workflowId")] = None,
+    workflow_id: Annotated[str | None, Query(alias="workflowId", pattern=ID_PATTERN)] = None,
     needs_tcpa: Annotated[bool, Query(alias="needsTCPACompliance")] = True,
 ) -> dict[str, Any]:
     return services.contacts.explain(

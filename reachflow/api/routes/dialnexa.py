@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from reachflow.api.deps import BodyDep, OrgDep, ServicesDep
+from reachflow.api.bodies import body_of
+from reachflow.api.deps import EdgeId, NodeId, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.dialnexa_json import (
     edge_json,
     node_json,
@@ -14,12 +15,28 @@ from reachflow.api.dialnexa_json import (
     version_json,
     workflow_json,
 )
+from reachflow.api.openapi import errors
+from reachflow.api.schemas import (
+    EdgeCreate,
+    GraphWorkflowCreate,
+    GraphWorkflowUpdate,
+    NodeCreate,
+    NodeUpdate,
+)
 from reachflow.bootstrap import Services
 from reachflow.services.graph_workflows import read_status
 from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import WorkflowRecord
 
 router = APIRouter(prefix="/v1/workflows", tags=["graph workflows"])
+
+CreateBody = Annotated[dict[str, Any], Depends(body_of(GraphWorkflowCreate))]
+UpdateBody = Annotated[dict[str, Any], Depends(body_of(GraphWorkflowUpdate))]
+NodeBody = Annotated[dict[str, Any], Depends(body_of(NodeCreate))]
+NodeChanges = Annotated[dict[str, Any], Depends(body_of(NodeUpdate))]
+EdgeBody = Annotated[dict[str, Any], Depends(body_of(EdgeCreate))]
+#: Pages beyond this find nothing anyway; the bound keeps them a 400, not a database error.
+MAX_PAGE = 1_000_000
 
 
 def present(services: Services, record: WorkflowRecord) -> dict[str, Any]:
@@ -29,16 +46,16 @@ def present(services: Services, record: WorkflowRecord) -> dict[str, Any]:
     return workflow_json(record, enrolled_leads=enrolled)
 
 
-@router.post("", status_code=201)
-def create_workflow(services: ServicesDep, org: OrgDep, body: BodyDep) -> dict[str, Any]:
+@router.post("", status_code=201, responses=errors(body=True))
+def create_workflow(services: ServicesDep, org: OrgDep, body: CreateBody) -> dict[str, Any]:
     return present(services, services.graph_workflows.create(org, body))
 
 
-@router.get("")
+@router.get("", responses=errors())
 def list_workflows(
     services: ServicesDep,
     org: OrgDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: str | None = None,
 ) -> dict[str, Any]:
@@ -53,51 +70,51 @@ def list_workflows(
     }
 
 
-@router.get("/{workflow_id}")
-def get_workflow(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.get("/{workflowId}", responses=errors(404))
+def get_workflow(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     return present(services, services.workflows.get(org, workflow_id))
 
 
-@router.patch("/{workflow_id}")
+@router.patch("/{workflowId}", responses=errors(404, 409, body=True))
 def update_workflow(
-    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: UpdateBody
 ) -> dict[str, Any]:
     return present(services, services.graph_workflows.update(org, workflow_id, body))
 
 
-@router.delete("/{workflow_id}", status_code=204)
-def delete_workflow(services: ServicesDep, org: OrgDep, workflow_id: str) -> Response:
+@router.delete("/{workflowId}", status_code=204, responses=errors(404, 409))
+def delete_workflow(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> Response:
     services.graph_workflows.delete(org, workflow_id)
     return Response(status_code=204)
 
 
-@router.post("/{workflow_id}/activate")
-def activate(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.post("/{workflowId}/activate", responses=errors(404, 409))
+def activate(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     return present(services, services.graph_workflows.activate(org, workflow_id))
 
 
-@router.post("/{workflow_id}/pause")
-def pause(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.post("/{workflowId}/pause", responses=errors(404, 409))
+def pause(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     return present(services, services.graph_workflows.pause(org, workflow_id))
 
 
-@router.post("/{workflow_id}/resume")
-def resume(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.post("/{workflowId}/resume", responses=errors(404, 409))
+def resume(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     return present(services, services.graph_workflows.resume(org, workflow_id))
 
 
-@router.post("/{workflow_id}/cancel")
-def cancel(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.post("/{workflowId}/cancel", responses=errors(404, 409))
+def cancel(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     return present(services, services.graph_workflows.cancel(org, workflow_id))
 
 
-@router.post("/{workflow_id}/duplicate", status_code=201)
-def duplicate(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.post("/{workflowId}/duplicate", status_code=201, responses=errors(404, 409))
+def duplicate(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     return present(services, services.graph_workflows.duplicate(org, workflow_id))
 
 
-@router.get("/{workflow_id}/versions")
-def versions(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.get("/{workflowId}/versions", responses=errors(404))
+def versions(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     rows = services.graph_workflows.versions(org, workflow_id)
     return {"data": [version_json(v, at) for v, at in rows]}
 
@@ -105,34 +122,42 @@ def versions(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, 
 # -- nodes ---------------------------------------------------------------------------------
 
 
-@router.post("/{workflow_id}/nodes", status_code=201)
+@router.post("/{workflowId}/nodes", status_code=201, responses=errors(404, 409, body=True))
 def create_node(
-    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: NodeBody
 ) -> dict[str, Any]:
     return node_json(workflow_id, services.graph_workflows.add_node(org, workflow_id, body))
 
 
-@router.get("/{workflow_id}/nodes")
-def list_nodes(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.get("/{workflowId}/nodes", responses=errors(404, 409))
+def list_nodes(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     nodes = services.graph_workflows.nodes(org, workflow_id)
     return {"data": [node_json(workflow_id, n) for n in nodes]}
 
 
-@router.get("/{workflow_id}/nodes/{node_id}")
-def get_node(services: ServicesDep, org: OrgDep, workflow_id: str, node_id: str) -> dict[str, Any]:
+@router.get("/{workflowId}/nodes/{nodeId}", responses=errors(404, 409))
+def get_node(
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, node_id: NodeId
+) -> dict[str, Any]:
     return node_json(workflow_id, services.graph_workflows.node(org, workflow_id, node_id))
 
 
-@router.patch("/{workflow_id}/nodes/{node_id}")
+@router.patch("/{workflowId}/nodes/{nodeId}", responses=errors(404, 409, body=True))
 def update_node(
-    services: ServicesDep, org: OrgDep, workflow_id: str, node_id: str, body: BodyDep
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    node_id: NodeId,
+    body: NodeChanges,
 ) -> dict[str, Any]:
     node = services.graph_workflows.update_node(org, workflow_id, node_id, body)
     return node_json(workflow_id, node)
 
 
-@router.delete("/{workflow_id}/nodes/{node_id}", status_code=204)
-def delete_node(services: ServicesDep, org: OrgDep, workflow_id: str, node_id: str) -> Response:
+@router.delete("/{workflowId}/nodes/{nodeId}", status_code=204, responses=errors(404, 409))
+def delete_node(
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, node_id: NodeId
+) -> Response:
     services.graph_workflows.remove_node(org, workflow_id, node_id)
     return Response(status_code=204)
 
@@ -140,20 +165,22 @@ def delete_node(services: ServicesDep, org: OrgDep, workflow_id: str, node_id: s
 # -- edges ---------------------------------------------------------------------------------
 
 
-@router.post("/{workflow_id}/edges", status_code=201)
+@router.post("/{workflowId}/edges", status_code=201, responses=errors(404, 409, body=True))
 def create_edge(
-    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: EdgeBody
 ) -> dict[str, Any]:
     return edge_json(workflow_id, services.graph_workflows.add_edge(org, workflow_id, body))
 
 
-@router.get("/{workflow_id}/edges")
-def list_edges(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.get("/{workflowId}/edges", responses=errors(404, 409))
+def list_edges(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     edges = services.graph_workflows.edges(org, workflow_id)
     return {"data": [edge_json(workflow_id, e) for e in edges]}
 
 
-@router.delete("/{workflow_id}/edges/{edge_id}", status_code=204)
-def delete_edge(services: ServicesDep, org: OrgDep, workflow_id: str, edge_id: str) -> Response:
+@router.delete("/{workflowId}/edges/{edgeId}", status_code=204, responses=errors(404, 409))
+def delete_edge(
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, edge_id: EdgeId
+) -> Response:
     services.graph_workflows.remove_edge(org, workflow_id, edge_id)
     return Response(status_code=204)

@@ -2,49 +2,75 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
-from reachflow.api.deps import OrgDep, ServicesDep
+from reachflow.api.bodies import check_body
+from reachflow.api.deps import LeadId, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.dialnexa_json import lead_json, page_meta, timed
+from reachflow.api.json_body import parse_json
+from reachflow.api.openapi import OPENAPI_BODY_ATTR, errors
+from reachflow.api.schemas import LeadCsv, LeadRow, LeadUpload
 from reachflow.domain.errors import FieldError, ValidationFailed
 from reachflow.services.leads import parse_lead_csv
 
-router = APIRouter(prefix="/v1/workflows/{workflow_id}/leads", tags=["graph leads"])
+router = APIRouter(prefix="/v1/workflows/{workflowId}/leads", tags=["graph leads"])
+#: Pages beyond this find nothing anyway; the bound keeps them a 400, not a database error.
+MAX_PAGE = 1_000_000
 
 
 async def lead_rows(request: Request) -> list[Any]:
-    """multipart ``file`` (CSV), a ``text/csv`` body, or JSON (``{leads: [...]}``, a list, one)."""
+    """multipart ``file`` (CSV), a ``text/csv`` body, or JSON (``{leads: [...]}``, a list, one),
+    each read as ``LeadUpload``'s rows."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ValidationFailed(FieldError("file", "a CSV file is required"))
-        return parse_lead_csv(await upload.read())
-    raw = await request.body()
-    if kind in ("text/csv", "application/csv"):
-        return parse_lead_csv(raw)
-    try:
-        value = json.loads(raw) if raw.strip() else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationFailed(FieldError("body", f"malformed JSON: {exc}")) from exc
-    if isinstance(value, dict) and "leads" in value:
-        value = value["leads"]
-    elif isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list):
-        raise ValidationFailed(FieldError("leads", "send a CSV file or a JSON list of leads"))
-    return value
+        rows: Any = parse_lead_csv(await upload.read())
+    elif kind in ("text/csv", "application/csv"):
+        rows = parse_lead_csv(await request.body())
+    else:
+        rows = parse_json(await request.body())
+        if isinstance(rows, dict) and "leads" in rows:
+            rows = rows["leads"]
+        elif isinstance(rows, dict):
+            rows = [rows]
+        if not isinstance(rows, list):
+            raise ValidationFailed(FieldError("leads", "send a CSV file or a JSON list of leads"))
+    check_body(LeadUpload, {"leads": rows})
+    return rows
 
 
-@router.post("", status_code=201)
+setattr(
+    lead_rows,
+    OPENAPI_BODY_ATTR,
+    (
+        {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$model": LeadUpload},
+                        {"type": "array", "items": {"$model": LeadRow}, "minItems": 1},
+                        {"$model": LeadRow},
+                    ]
+                }
+            },
+            "multipart/form-data": {"schema": {"$model": LeadCsv}},
+            "text/csv": {"schema": {"type": "string", "description": "A CSV with a header row"}},
+        },
+        [LeadUpload, LeadRow, LeadCsv],
+    ),
+)
+LeadRows = Annotated[list[Any], Depends(lead_rows)]
+
+
+@router.post("", status_code=201, responses=errors(404, 409, 422, body=True))
 async def enroll(
-    services: ServicesDep, org: OrgDep, workflow_id: str, request: Request
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, rows: LeadRows
 ) -> dict[str, Any]:
-    rows = await lead_rows(request)
     enrolled = services.leads.enroll(org, workflow_id, rows)
     return {
         "workflow_id": workflow_id,
@@ -53,12 +79,12 @@ async def enroll(
     }
 
 
-@router.get("")
+@router.get("", responses=errors(404))
 def list_leads(
     services: ServicesDep,
     org: OrgDep,
-    workflow_id: str,
-    page: Annotated[int, Query(ge=1)] = 1,
+    workflow_id: WorkflowId,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: str | None = None,
     current_node_id: str | None = None,
@@ -69,25 +95,29 @@ def list_leads(
     return {"data": [lead_json(r) for r in records], "meta": page_meta(page, limit, total)}
 
 
-@router.get("/variable-keys")
-def variable_keys(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.get("/variable-keys", responses=errors(404))
+def variable_keys(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     return {"keys": services.leads.variable_keys(org, workflow_id)}
 
 
-@router.get("/{lead_id}")
-def get_lead(services: ServicesDep, org: OrgDep, workflow_id: str, lead_id: str) -> dict[str, Any]:
+@router.get("/{leadId}", responses=errors(404))
+def get_lead(
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, lead_id: LeadId
+) -> dict[str, Any]:
     return lead_json(services.leads.get(org, workflow_id, lead_id))
 
 
-@router.delete("/{lead_id}")
+@router.delete("/{leadId}", responses=errors(404, 409))
 def remove_lead(
-    services: ServicesDep, org: OrgDep, workflow_id: str, lead_id: str
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, lead_id: LeadId
 ) -> dict[str, Any]:
     return lead_json(services.leads.remove(org, workflow_id, lead_id))
 
 
-@router.get("/{lead_id}/history")
-def history(services: ServicesDep, org: OrgDep, workflow_id: str, lead_id: str) -> dict[str, Any]:
+@router.get("/{leadId}/history", responses=errors(404))
+def history(
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, lead_id: LeadId
+) -> dict[str, Any]:
     found = services.leads.history(org, workflow_id, lead_id)
     record = found["record"]
     definition = found["definition"]

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from reachflow.api.deps import BodyDep, OrgDep, ServicesDep
+from reachflow.api.bodies import body_of
+from reachflow.api.deps import ID_PATTERN, ExecutionId, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.feather_json import (
     bulk_json,
     event_json,
     execution_detail_json,
     execution_json,
     execution_list_item,
+)
+from reachflow.api.openapi import errors
+from reachflow.api.schemas import (
+    CancelTarget,
+    ExecutionBulkCreate,
+    ExecutionCreate,
+    ExecutionUpdate,
 )
 from reachflow.domain.enums import ExecutionStatus
 from reachflow.domain.errors import FieldError, ValidationFailed
@@ -21,35 +29,43 @@ from reachflow.store.executions import ExecutionFilter
 
 router = APIRouter(prefix="/api/v1", tags=["executions"])
 
+LeadBody = Annotated[dict[str, Any], Depends(body_of(ExecutionCreate))]
+BulkBody = Annotated[dict[str, Any], Depends(body_of(ExecutionBulkCreate))]
+UpdateBody = Annotated[dict[str, Any], Depends(body_of(ExecutionUpdate))]
+TargetBody = Annotated[dict[str, Any], Depends(body_of(CancelTarget))]
 
-@router.post("/workflow/{workflow_id}/execution", status_code=201)
+
+@router.post(
+    "/workflow/{workflowId}/execution", status_code=201, responses=errors(404, 409, 422, body=True)
+)
 def create_execution(
-    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: LeadBody
 ) -> dict[str, Any]:
     return execution_json(services.executions.create(org, workflow_id, body))
 
 
-@router.post("/workflow/{workflow_id}/execution/bulk", status_code=201)
+@router.post(
+    "/workflow/{workflowId}/execution/bulk",
+    status_code=201,
+    responses=errors(404, 409, 422, body=True),
+)
 def bulk_create(
-    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: BulkBody
 ) -> dict[str, Any]:
-    extra = [k for k in body if k != "leads"]
-    if extra:
-        raise ValidationFailed(FieldError(extra[0], "unknown field; the body is {leads: [...]}"))
     return bulk_json(services.executions.create_bulk(org, workflow_id, body.get("leads")))
 
 
-@router.get("/workflow/{workflow_id}/executions")
+@router.get("/workflow/{workflowId}/executions", responses=errors(404))
 def list_executions(
     services: ServicesDep,
     org: OrgDep,
-    workflow_id: str,
+    workflow_id: WorkflowId,
     status: ExecutionStatus | None = None,
     customer_lead_id: Annotated[str | None, Query(alias="customerLeadId")] = None,
     phone: Annotated[str | None, Query(alias="phoneNumber")] = None,
     primary_phone: Annotated[str | None, Query(alias="primaryPhone")] = None,
     enriched: bool = False,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> dict[str, Any]:
     services.workflows.get(org, workflow_id)
@@ -70,47 +86,48 @@ def list_executions(
     }
 
 
-@router.get("/workflow/{workflow_id}/execution/{execution_id}")
+@router.get("/workflow/{workflowId}/execution/{executionId}", responses=errors(404))
 def get_execution(
-    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, execution_id: ExecutionId
 ) -> dict[str, Any]:
     return execution_detail_json(services.executions.get(org, workflow_id, execution_id))
 
 
-@router.put("/workflow/{workflow_id}/execution/{execution_id}")
+@router.put("/workflow/{workflowId}/execution/{executionId}", responses=errors(404, 409, body=True))
 def update_execution(
-    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str, body: BodyDep
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    execution_id: ExecutionId,
+    body: UpdateBody,
 ) -> dict[str, Any]:
     return execution_json(services.executions.update(org, workflow_id, execution_id, body))
 
 
-@router.delete("/workflow/{workflow_id}/execution/{execution_id}")
+@router.delete("/workflow/{workflowId}/execution/{executionId}", responses=errors(404))
 def delete_execution(
-    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, execution_id: ExecutionId
 ) -> dict[str, Any]:
     services.executions.delete(org, workflow_id, execution_id)
     return {"message": "Execution deleted"}
 
 
-@router.get("/workflow/{workflow_id}/execution/{execution_id}/events")
+@router.get("/workflow/{workflowId}/execution/{executionId}/events", responses=errors(404))
 def execution_events(
-    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, execution_id: ExecutionId
 ) -> dict[str, Any]:
     events = services.executions.events(org, workflow_id, execution_id)
     return {"events": [event_json(e) for e in events]}
 
 
-@router.post("/workflow/{workflow_id}/executions/{execution_id}/cancel")
+@router.post("/workflow/{workflowId}/executions/{executionId}/cancel", responses=errors(404, 409))
 def cancel_execution(
-    services: ServicesDep, org: OrgDep, workflow_id: str, execution_id: str
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, execution_id: ExecutionId
 ) -> dict[str, Any]:
     return execution_json(services.executions.cancel(org, workflow_id, execution_id))
 
 
 def _cancel_target(body: dict[str, Any]) -> dict[str, str]:
-    extra = [k for k in body if k not in ("phoneNumber", "customerLeadId")]
-    if extra:
-        raise ValidationFailed(FieldError(extra[0], "unknown field"))
     phone, lead = body.get("phoneNumber"), body.get("customerLeadId")
     if phone is None and lead is None:
         raise ValidationFailed(FieldError("phoneNumber", "give phoneNumber or customerLeadId"))
@@ -124,9 +141,9 @@ def _cancel_target(body: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-@router.post("/workflow/{workflow_id}/executions/cancel")
+@router.post("/workflow/{workflowId}/executions/cancel", responses=errors(404, body=True))
 def cancel_in_workflow(
-    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: TargetBody
 ) -> dict[str, Any]:
     services.workflows.get(org, workflow_id)
     count = services.executions.cancel_matching(
@@ -135,6 +152,6 @@ def cancel_in_workflow(
     return {"cancelledCount": count}
 
 
-@router.post("/executions/cancel")
-def cancel_everywhere(services: ServicesDep, org: OrgDep, body: BodyDep) -> dict[str, Any]:
+@router.post("/executions/cancel", responses=errors(body=True))
+def cancel_everywhere(services: ServicesDep, org: OrgDep, body: TargetBody) -> dict[str, Any]:
     return {"cancelledCount": services.executions.cancel_matching(org, **_cancel_target(body))}

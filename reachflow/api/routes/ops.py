@@ -2,37 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
-from reachflow.api.deps import ServicesDep
+from reachflow.api.deps import ApiKeyDep, ServicesDep
+from reachflow.api.openapi import errors
 
 router = APIRouter(tags=["operations"])
 
 
-def require_admin(
-    services: ServicesDep,
-    x_api_key: Annotated[str | None, Header()] = None,
-    authorization: Annotated[str | None, Header()] = None,
-) -> None:
+def require_admin(services: ServicesDep, key: ApiKeyDep) -> None:
     """An unrevoked key of the admin scope (``X-API-Key`` or ``Authorization: Bearer``): 401
     without one, 403 ``FORBIDDEN`` for an organization's key."""
-    key = x_api_key
-    if not key and authorization and authorization.lower().startswith("bearer "):
-        key = authorization[7:].strip()
     services.accounts.authorize_admin(key)
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=errors(auth=False))
 def healthz(services: ServicesDep) -> dict[str, Any]:
     with services.db.begin() as conn:
         conn.exec_driver_sql("SELECT 1")
     return {"status": "ok"}
 
 
-@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_admin)])
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(require_admin)],
+    responses=errors(403),
+)
 def metrics(services: ServicesDep) -> str:
     stats = services.engine.stats
     with services.db.begin() as conn:

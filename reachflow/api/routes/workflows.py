@@ -4,25 +4,35 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from reachflow.api.deps import BodyDep, OrgDep, ServicesDep
+from reachflow.api.bodies import body_of
+from reachflow.api.deps import OrgDep, ServicesDep, WorkflowId
 from reachflow.api.feather_json import workflow_json
+from reachflow.api.openapi import errors
+from reachflow.api.schemas import WorkflowCreate, WorkflowUpdate
 
 router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"])
 
+#: Offsets beyond this find nothing anyway; the bound keeps them a 400, not a database error.
+MAX_OFFSET = 1_000_000_000
 
-@router.post("", status_code=201)
-def create_workflow(services: ServicesDep, org: OrgDep, body: BodyDep) -> dict[str, Any]:
+
+@router.post("", status_code=201, responses=errors(body=True))
+def create_workflow(
+    services: ServicesDep,
+    org: OrgDep,
+    body: Annotated[dict[str, Any], Depends(body_of(WorkflowCreate))],
+) -> dict[str, Any]:
     return workflow_json(services.workflows.create(org, body))
 
 
-@router.get("")
+@router.get("", responses=errors())
 def list_workflows(
     services: ServicesDep,
     org: OrgDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     active: bool | None = None,
 ) -> dict[str, Any]:
     records, total = services.workflows.list(org, limit=limit, offset=offset, active=active)
@@ -32,19 +42,22 @@ def list_workflows(
     }
 
 
-@router.get("/{workflow_id}")
-def get_workflow(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.get("/{workflowId}", responses=errors(404))
+def get_workflow(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     return workflow_json(services.workflows.get(org, workflow_id))
 
 
-@router.patch("/{workflow_id}")
+@router.patch("/{workflowId}", responses=errors(404, 409, body=True))
 def update_workflow(
-    services: ServicesDep, org: OrgDep, workflow_id: str, body: BodyDep
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    body: Annotated[dict[str, Any], Depends(body_of(WorkflowUpdate))],
 ) -> dict[str, Any]:
     return workflow_json(services.workflows.update(org, workflow_id, body))
 
 
-@router.delete("/{workflow_id}")
-def delete_workflow(services: ServicesDep, org: OrgDep, workflow_id: str) -> dict[str, Any]:
+@router.delete("/{workflowId}", responses=errors(404, 409))
+def delete_workflow(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     services.workflows.delete(org, workflow_id)
     return {"message": "Workflow deleted", "success": True}
