@@ -82,6 +82,7 @@ class ExecutionService:
         with self.store.db.begin() as conn:
             workflow = self._runnable_workflow(conn, organization_id, workflow_id)
             row = self._new_row(organization_id, workflow, body, now, "")
+            self.store.contacts.lock_contacts(conn, [(organization_id, row.primary_phone)])
             self._refuse_suppressed(conn, row, "")
             self.store.executions.insert_executions(conn, [row], now)
         self.engine.wakeup.set()
@@ -108,6 +109,9 @@ class ExecutionService:
                 except ReachflowError as exc:
                     results.append(BulkRow(False, None, _lead_id(lead), exc.message))
             rows = [r for r in results if isinstance(r, NewExecution)]
+            self.store.contacts.lock_contacts(
+                conn, {(organization_id, r.primary_phone) for r in rows}
+            )
             # One read of the suppression list for every number in the request.
             suppressed = self.store.contacts.suppressed_everywhere_of(
                 conn, organization_id, [r.primary_phone for r in rows]
@@ -123,7 +127,14 @@ class ExecutionService:
     def _runnable_workflow(
         self, conn: Any, organization_id: str, workflow_id: str
     ) -> WorkflowRecord:
-        workflow = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
+        """The workflow, read under a shared lock: a create and a state change of the
+        workflow (deactivate, pause, cancel, delete) serialize, so after the change returns no
+        execution of it starts. Then the contacts' locks serialize the create with a
+        suppression of the number (lock order everywhere: workflow, executions, contacts,
+        outbox)."""
+        workflow = self.store.workflows.get_workflow(
+            conn, organization_id, workflow_id, lock="share"
+        )
         if workflow is None:
             raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
         if not workflow.active:
@@ -318,6 +329,10 @@ class ExecutionService:
         )
         with self.store.db.begin() as conn:
             return self.engine.cancel_where(conn, flt, reason, self.clock.now())
+
+    def cancel_in(self, conn: Any, flt: ExecutionFilter, reason: str, now: datetime) -> int:
+        """Cancel the matching active executions in the caller's transaction."""
+        return self.engine.cancel_where(conn, flt, reason, now)
 
     def delete(self, organization_id: str, workflow_id: str, execution_id: str) -> None:
         with self.store.db.begin() as conn:

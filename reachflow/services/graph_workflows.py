@@ -227,9 +227,14 @@ class GraphWorkflowService:
                 workflow_id=workflow_id,
                 statuses=(ExecutionStatus.CREATED.value, ExecutionStatus.RUNNING.value),
             )
-            for record in self.store.executions.lock_active(conn, flt):
-                if not record.engine.awaits_start:
-                    self.engine.apply(conn, record, Paused(), now)
+            running = [
+                (record, (Paused(),))
+                for record in self.store.executions.lock_active(conn, flt)
+                if not record.engine.awaits_start
+            ]
+            # One batch: its pending dispatches are taken back under one sorted set of
+            # contact locks.
+            self.engine.decide_batch(conn, running, now)
         return self.workflows.get(organization_id, workflow_id)
 
     def resume(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
@@ -244,8 +249,8 @@ class GraphWorkflowService:
                 workflow_id=workflow_id,
                 statuses=(ExecutionStatus.PAUSED.value,),
             )
-            for record in self.store.executions.lock_active(conn, flt):
-                self.engine.apply(conn, record, Resumed(), now)
+            paused = self.store.executions.lock_active(conn, flt)
+            self.engine.decide_batch(conn, [(record, (Resumed(),)) for record in paused], now)
             self.workflows.executions.start_pending(conn, current, now)
         return self.workflows.get(organization_id, workflow_id)
 

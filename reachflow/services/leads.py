@@ -11,7 +11,7 @@ import io
 import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from reachflow.domain.compile import compile_definition
 from reachflow.domain.decider import Cancelled, new_execution
@@ -85,7 +85,8 @@ class LeadService:
             raise ValidationFailed(FieldError("leads", f"at most {MAX_LEADS} leads per upload"))
         now = self.clock.now()
         with self.store.db.begin() as conn:
-            workflow = self._workflow(conn, organization_id, workflow_id)
+            # Under a shared lock: enrolment and the workflow's cancel or pause serialize.
+            workflow = self._workflow(conn, organization_id, workflow_id, lock="share")
             if workflow.status in ("completed", "cancelled"):
                 raise Conflict(f"workflow is {workflow.status}; it takes no new leads")
             starts = workflow.status == "active"
@@ -98,6 +99,9 @@ class LeadService:
                     problems.extend(exc.problems)
             if problems:
                 raise ValidationFailed(_grouped(problems))
+            self.store.contacts.lock_contacts(
+                conn, {(organization_id, r.primary_phone) for r in new_rows}
+            )
             for start in range(0, len(new_rows), 500):
                 self.store.executions.insert_executions(conn, new_rows[start : start + 500], now)
         self.engine.wakeup.set()
@@ -221,8 +225,16 @@ class LeadService:
             self._workflow(conn, organization_id, workflow_id)
             return self.store.executions.variable_keys(conn, organization_id, workflow_id)
 
-    def _workflow(self, conn: Any, organization_id: str, workflow_id: str) -> WorkflowRecord:
-        workflow = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
+    def _workflow(
+        self,
+        conn: Any,
+        organization_id: str,
+        workflow_id: str,
+        lock: bool | Literal["share"] = False,
+    ) -> WorkflowRecord:
+        workflow = self.store.workflows.get_workflow(
+            conn, organization_id, workflow_id, lock=lock
+        )
         if workflow is None:
             raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
         return workflow

@@ -23,6 +23,7 @@ from reachflow.domain.schedule import parse_timezone, parse_week_schedule
 from reachflow.runtime.clock import Clock
 from reachflow.services.executions import ExecutionService
 from reachflow.services.validation import start_validation
+from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import WorkflowRecord
 from reachflow.store.store import Store
 
@@ -133,13 +134,21 @@ class WorkflowService:
         return record
 
     def delete(self, organization_id: str, workflow_id: str) -> None:
-        """Cancel the workflow's active executions, then hide it; history is kept."""
-        self.get(organization_id, workflow_id)
-        self.executions.cancel_matching(
-            organization_id, workflow_id=workflow_id, reason="workflow deleted"
-        )
+        """Cancel the workflow's active executions and hide it, in one transaction under the
+        workflow's lock (a racing create waits, then finds it gone); history is kept."""
         now = self.clock.now()
         with self.store.db.begin() as conn:
+            current = self.store.workflows.get_workflow(
+                conn, organization_id, workflow_id, lock=True
+            )
+            if current is None:
+                raise NotFound(f"workflow {workflow_id} not found", field="workflowId")
+            self.executions.cancel_in(
+                conn,
+                ExecutionFilter(organization_id=organization_id, workflow_id=workflow_id),
+                "workflow deleted",
+                now,
+            )
             self.store.workflows.update_workflow(
                 conn,
                 organization_id,

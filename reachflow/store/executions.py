@@ -120,7 +120,7 @@ class Executions:
         if workflow_id is not None:
             query = query.where(executions.c.workflow_id == workflow_id)
         if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
+            query = query.with_for_update(key_share=True)
         row = conn.execute(query).mappings().first()
         return _execution(row) if row else None
 
@@ -190,7 +190,7 @@ class Executions:
             .order_by(executions.c.id)
         )
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
+            query = query.with_for_update(key_share=True)
         records = [_execution(r) for r in conn.execute(query).mappings()]
         return [r for r in records if not r.engine.is_finished]
 
@@ -218,7 +218,7 @@ class Executions:
             .order_by(executions.c.id)
         )
         if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
+            query = query.with_for_update(key_share=True)
         rows = conn.execute(query, {"ids": sorted(set(execution_ids))}).mappings()
         return {r["id"]: _execution(r) for r in rows}
 
@@ -244,7 +244,7 @@ class Executions:
             .limit(limit)
         )
         if skip_locked:
-            query = query.with_for_update(skip_locked=True)
+            query = query.with_for_update(skip_locked=True, key_share=True)
         return [_execution(r) for r in conn.execute(query).mappings()]
 
     def next_due_at(self, conn: Connection) -> datetime | None:

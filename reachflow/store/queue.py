@@ -37,6 +37,23 @@ class NewEvent:
     due_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class WithdrawnDispatch:
+    id: int
+    execution_id: str
+    step_execution_id: str
+    idempotency_key: str
+    fence: int
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    #: Pending dispatches taken back: they will never be sent.
+    taken: list[WithdrawnDispatch]
+    #: Dispatches already handed to an agent when the state changed.
+    in_flight: list[WithdrawnDispatch]
+
+
 class Queue:
     # -- outbox -------------------------------------------------------------------------
 
@@ -148,6 +165,26 @@ class Queue:
         if item_ids:
             _RELEASE.execute(conn, [{"b_id": i, "b_at": now} for i in item_ids])
 
+    def withdraw_dispatches(
+        self, conn: Connection, execution_ids: Sequence[str], reason: str, now: datetime
+    ) -> Withdrawn:
+        """Take back the pending dispatches of these executions (they were paused or
+        cancelled): finished as failed with ``reason``, never sent. Rows a claimer holds right
+        now are skipped (PostgreSQL, ``SKIP LOCKED``): the caller holds the contacts' locks, so
+        that claimer reads the new execution status after this transaction and holds them
+        itself. Also returns the dispatches already in flight (handed to an agent)."""
+        if not execution_ids:
+            return Withdrawn([], [])
+        ids = {"ids": sorted(set(execution_ids))}
+        pending = _OPEN_DISPATCHES.where(outbox.c.status == "pending")
+        if conn.dialect.name == "postgresql":
+            pending = pending.with_for_update(skip_locked=True)
+        taken = [_withdrawn(r) for r in conn.execute(pending, ids).mappings()]
+        self.finish_many(conn, [(i.id, reason) for i in taken], now)
+        flying = _OPEN_DISPATCHES.where(outbox.c.status == "in_flight")
+        in_flight = [_withdrawn(r) for r in conn.execute(flying, ids).mappings()]
+        return Withdrawn(taken, in_flight)
+
     def outbox_status(self, conn: Connection, idempotency_key: str) -> str | None:
         value = conn.execute(
             sa.select(outbox.c.status).where(outbox.c.idempotency_key == idempotency_key)
@@ -215,6 +252,32 @@ class Queue:
 
     def next_inbox_at(self, conn: Connection) -> datetime | None:
         return earliest(conn, inbox.c.due_at)
+
+
+_OPEN_DISPATCHES = (
+    sa.select(
+        outbox.c.id,
+        outbox.c.execution_id,
+        outbox.c.step_execution_id,
+        outbox.c.idempotency_key,
+        outbox.c.fence,
+    )
+    .where(
+        outbox.c.execution_id.in_(sa.bindparam("ids", expanding=True)),
+        outbox.c.kind == "dispatch",
+    )
+    .order_by(outbox.c.id)
+)
+
+
+def _withdrawn(row: Any) -> WithdrawnDispatch:
+    return WithdrawnDispatch(
+        row["id"],
+        row["execution_id"],
+        row["step_execution_id"],
+        row["idempotency_key"],
+        row["fence"],
+    )
 
 
 #: Written once, run as executemany on the driver (``driver_writes``).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -74,8 +74,17 @@ class Workflows:
         return version_id
 
     def get_workflow(
-        self, conn: Connection, organization_id: str, workflow_id: str, *, lock: bool = False
+        self,
+        conn: Connection,
+        organization_id: str,
+        workflow_id: str,
+        *,
+        lock: bool | Literal["share"] = False,
     ) -> WorkflowRecord | None:
+        """The workflow and its current version. ``lock=True`` takes its row lock (a state
+        change); ``lock="share"`` a shared one (a create that depends on its state), so
+        creates run together but never beside a state change (PostgreSQL; on SQLite the
+        write transaction already holds the only lock)."""
         query = (
             sa.select(workflows, *_version_columns())
             .join(workflow_versions, _CURRENT)
@@ -86,7 +95,7 @@ class Workflows:
             )
         )
         if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=workflows)
+            query = query.with_for_update(of=workflows, read=lock == "share")
         row = conn.execute(query).mappings().first()
         return _workflow(row) if row else None
 

@@ -211,6 +211,10 @@ class Dispatcher:
         contacts = {(r.organization_id, r.primary_phone) for r in records.values()}
         # One number's cap checks are serialized across workers: lock, read, count, commit.
         store.contacts.lock_contacts(conn, contacts)
+        if not self.store.db.is_sqlite:
+            # Read again under the locks: a pause or cancel that held them has committed
+            # (it takes back only the commands nobody holds; this claim holds these).
+            records = store.executions.refs_of(conn, [i.execution_id for i in dispatches])
         facts = self.engine.compliance.records_of(conn, contacts, now)
         with self._lock:
             room = {
@@ -273,7 +277,8 @@ class Dispatcher:
         records: ContactRecords,
         now: datetime,
     ) -> str | None:
-        if ExecutionStatus(record.status).is_terminal:
+        status = ExecutionStatus(record.status)
+        if status.is_terminal or status is ExecutionStatus.PAUSED:
             return f"execution is {record.status}"
         facts = contact_facts(records, excluding_key=item.idempotency_key)
         context = self.engine.context_from(conn, record, facts, now)

@@ -22,7 +22,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
@@ -40,17 +40,19 @@ from reachflow.domain.decider import (
     DispatchFailed,
     DispatchHeld,
     Event,
+    History,
     Lead,
     WakeUp,
     decide,
 )
-from reachflow.domain.enums import Channel, Disposition
+from reachflow.domain.enums import Channel, Disposition, ExecutionStatus
 from reachflow.domain.graph import Graph
 from reachflow.runtime.clock import Clock, VirtualClock
 from reachflow.runtime.compliance import ContactCompliance, ContactFacts, contact_facts
 from reachflow.runtime.embedded.dispatcher import Dispatcher, DispatchLimits, EffectHandler
 from reachflow.store.contacts import ConsentGrant, ContactRecords
 from reachflow.store.executions import ExecutionFilter, broken
+from reachflow.store.queue import NewEvent
 from reachflow.store.records import (
     ExecutionRecord,
     ExecutionRef,
@@ -61,6 +63,9 @@ from reachflow.store.records import (
 from reachflow.store.store import Store
 
 log = logging.getLogger(__name__)
+
+#: Statuses an execution enters that take back its pending dispatches.
+_STOPS_DISPATCH = frozenset({ExecutionStatus.PAUSED, ExecutionStatus.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +187,7 @@ class Engine:
         """Decide and persist one event in the caller's transaction (the API's commands).
         Raises what ``decide`` raises."""
         decision = decide(self.context(conn, record, now), record.engine, event, now)
+        [(_, decision)] = self._withdraw_stopped(conn, [(record, decision)], now)
         self.store.executions.save_decision(conn, record, decision, now)
         self._decided(1, bool(decision.dispatches or decision.effects))
         return decision
@@ -216,9 +222,72 @@ class Engine:
                 continue
             outgoing = outgoing or bool(decision.dispatches or decision.effects)
             decided.append((record, decision))
+        decided = self._withdraw_stopped(conn, decided, now)
         self.store.executions.save_decisions(conn, decided, now)
         self._decided(len(decided), outgoing)
         return decided
+
+    def _withdraw_stopped(
+        self,
+        conn: Connection,
+        decided: list[tuple[ExecutionRecord, Decision]],
+        now: datetime,
+    ) -> list[tuple[ExecutionRecord, Decision]]:
+        """A pause or cancel is final for dispatch: the executions' pending dispatches are
+        taken back in the same transaction (a paused one gets ``dispatch_held`` and re-decides
+        on resume), under their contacts' locks, so a claimer that took them concurrently
+        re-reads the status after this commits and holds them. A dispatch already handed to
+        an agent is recorded in the execution's history as ``dispatch_in_flight``."""
+        stopping = [
+            (record, decision)
+            for record, decision in decided
+            if decision.state.status in _STOPS_DISPATCH
+            and decision.state.status is not record.engine.status
+        ]
+        if not stopping:
+            return decided
+        self.store.contacts.lock_contacts(conn, {contact_of(r) for r, _ in stopping})
+        by_status: dict[ExecutionStatus, list[str]] = {}
+        for record, decision in stopping:
+            by_status.setdefault(decision.state.status, []).append(record.id)
+        flying: dict[str, list[dict[str, str]]] = {}
+        held: list[NewEvent] = []
+        organization = {r.id: r.organization_id for r, _ in stopping}
+        for status, ids in by_status.items():
+            reason = f"withdrawn: execution {status.value.lower()}"
+            withdrawn = self.store.queue.withdraw_dispatches(conn, ids, reason, now)
+            if status is ExecutionStatus.PAUSED:
+                held += [
+                    NewEvent(
+                        organization[w.execution_id],
+                        w.execution_id,
+                        "dispatch_held",
+                        {"stepExecutionId": w.step_execution_id, "reason": reason},
+                        f"withdrawn:{w.id}:{w.fence}",
+                        now,
+                    )
+                    for w in withdrawn.taken
+                ]
+            for w in withdrawn.in_flight:
+                flying.setdefault(w.execution_id, []).append(
+                    {"stepExecutionId": w.step_execution_id, "idempotencyKey": w.idempotency_key}
+                )
+        self.store.queue.put_events(conn, held, now)
+        if not flying:
+            return decided
+        return [
+            (
+                record,
+                replace(
+                    decision,
+                    history=decision.history
+                    + tuple(History("dispatch_in_flight", now, d) for d in flying[record.id]),
+                ),
+            )
+            if record.id in flying
+            else (record, decision)
+            for record, decision in decided
+        ]
 
     def batch_size(self) -> int:
         if self.store.db.writers_contended(self.config.contended_for.total_seconds()):
@@ -359,6 +428,9 @@ class Engine:
     ) -> int:
         """Apply a contact's opt-out or consent; a number suppressed on every channel has its
         active executions cancelled with the reason. Returns how many were cancelled."""
+        # Creating an execution holds its contact's lock: the cancel below sees every
+        # execution of the number created before this suppression.
+        self.store.contacts.lock_contacts(conn, [(organization_id, phone)])
         every = self.compliance.react(
             conn, organization_id, phone, reaction, now, execution_id=execution_id
         )
