@@ -325,6 +325,9 @@ def test_patch_definition_bumps_version_and_delete_hides(client: TestClient) -> 
     _error(client.get(f"/api/v1/workflow/{wf['id']}"), 404, "workflowId")
 
 
-def test_health_and_metrics(client: TestClient) -> None:
+def test_health_and_metrics(client: TestClient, services: Services) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert "reachflow_engine_decisions_total" in client.get("/metrics").text
+    assert client.get("/metrics").status_code == 403  # an organization's key
+    _, admin = services.accounts.create_api_key("ops", scope="admin")
+    metrics = client.get("/metrics", headers={"X-API-Key": admin})
+    assert "reachflow_engine_decisions_total" in metrics.text
