@@ -27,6 +27,7 @@ from reachflow.domain.errors import (
     Suppressed,
     ValidationFailed,
 )
+from reachflow.domain.instants import BadInstant, parse_iso_instant
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
 from reachflow.services.phones import to_e164
@@ -385,14 +386,10 @@ def parse_instant(raw: object, field: str, problems: ProblemCollector) -> dateti
         problems.add(field, "must be an ISO 8601 date-time string")
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        problems.add(field, f"not an ISO 8601 date-time: {raw!r}")
+        return parse_iso_instant(raw)
+    except BadInstant as exc:
+        problems.add(field, str(exc))
         return None
-    if value.tzinfo is None:
-        problems.add(field, "needs a time zone offset (for example 2026-03-12T10:00:00Z)")
-        return None
-    return value
 
 
 def parse_location(

@@ -7,7 +7,6 @@ is not a number, ``5.0`` is not an integer. Enums accept their wire strings only
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from reachflow.domain.conditions import AGENT_CALL_FIELDS, Operator
 from reachflow.domain.enums import Channel, Disposition
+from reachflow.domain.instants import parse_iso_instant
 from reachflow.services.executions import US_STATES
 
 #: What a string that does not match a pattern is told (the default: ``must match <pattern>``).
@@ -112,17 +112,8 @@ TimeZoneName = Annotated[
 
 
 def _instant(value: str) -> str:
-    """What ``services.executions.parse_instant`` reads, and representable in UTC."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"not an ISO 8601 date-time: {value[:40]!r}") from exc
-    if parsed.tzinfo is None:
-        raise ValueError("needs a time zone offset (for example 2026-03-12T10:00:00Z)")
-    try:
-        parsed.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("out of range: years 0001 to 9999 in UTC") from exc
+    """What ``services.executions.parse_instant`` reads (``domain.instants``)."""
+    parse_iso_instant(value)  # BadInstant is a ValueError: pydantic reports its message
     return value
 
 
