@@ -18,6 +18,7 @@ from reachflow.services.contacts import ContactService
 from reachflow.services.executions import ExecutionService
 from reachflow.services.graph_workflows import GraphWorkflowService
 from reachflow.services.leads import LeadService
+from reachflow.services.validation import FieldLimits
 from reachflow.services.workflows import WorkflowService
 from reachflow.settings import Settings
 from reachflow.store.database import Database
@@ -91,12 +92,18 @@ def bootstrap(
         ),
         compliance=compliance,
     )
+    limits = FieldLimits(
+        metadata_bytes=settings.max_metadata_bytes,
+        variables_bytes=settings.max_variables_bytes,
+        agent_config_bytes=settings.max_agent_config_bytes,
+    )
     executions = ExecutionService(
         store,
         engine,
         clock,
         bulk_limit=settings.bulk_limit,
         insert_batch=settings.bulk_insert_batch,
+        limits=limits,
     )
     workflows = WorkflowService(store, clock, executions)
     return Services(
@@ -117,10 +124,10 @@ def bootstrap(
             else None,
         ),
         accounts=AccountService(store, clock),
-        agents=AgentService(store, clock),
+        agents=AgentService(store, clock, limits),
         workflows=workflows,
         executions=executions,
         contacts=ContactService(store, engine, compliance, clock),
         graph_workflows=GraphWorkflowService(store, engine, clock, workflows),
-        leads=LeadService(store, engine, clock),
+        leads=LeadService(store, engine, clock, limits),
     )

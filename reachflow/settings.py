@@ -46,6 +46,12 @@ class Settings(BaseSettings):
 
     #: An opt-out reply to a text stops calls too (FCC "revoke-all"), not just texts.
     stop_revokes_all: bool = False
+    #: Bounds on stored free-form JSON (compact JSON text, bytes): an execution's or lead's
+    #: ``metadata`` (also after a PUT merges into it), its ``variables`` (a graph lead's extra
+    #: columns), an agent's ``config``.
+    max_metadata_bytes: int = 65_536
+    max_variables_bytes: int = 65_536
+    max_agent_config_bytes: int = 65_536
     bulk_limit: int = 1000
     bulk_insert_batch: int = 500
     default_organization: str = "default"

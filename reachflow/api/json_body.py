@@ -139,8 +139,9 @@ def _check_strings(value: Any, path: str) -> None:
             check_text(item, where)
         elif isinstance(item, dict):
             for key, child in item.items():
+                if _BAD_CHARS.search(key):  # the field is named by its parent: the key itself
+                    check_text(key, f"{where} (a key)")  # could not be written back
                 child_path = key if where == "body" else f"{where}.{key}"
-                check_text(key, child_path)
                 stack.append((child, child_path))
         elif isinstance(item, list):
             stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))

@@ -18,7 +18,12 @@ from reachflow.domain.errors import (
     Unauthorized,
 )
 from reachflow.runtime.clock import Clock
-from reachflow.services.validation import start_validation
+from reachflow.services.validation import (
+    DEFAULT_LIMITS,
+    FieldLimits,
+    check_size,
+    start_validation,
+)
 from reachflow.store.accounts import ApiKeyRecord
 from reachflow.store.records import AgentRecord
 from reachflow.store.store import Store
@@ -120,12 +125,13 @@ class AccountService:
 
 
 class AgentService:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, limits: FieldLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
         self.store = store
         self.clock = clock
 
     def create(self, organization_id: str, body: dict[str, Any]) -> AgentRecord:
-        values = validate_agent(body, partial=False)
+        values = validate_agent(body, partial=False, limits=self.limits)
         now = self.clock.now()
         record = AgentRecord(
             id=str(uuid.uuid4()),
@@ -153,7 +159,7 @@ class AgentService:
             return self.store.accounts.list_agents(conn, organization_id)
 
     def update(self, organization_id: str, agent_id: str, body: dict[str, Any]) -> AgentRecord:
-        values = validate_agent(body, partial=True)
+        values = validate_agent(body, partial=True, limits=self.limits)
         with self.store.db.begin() as conn:
             record = self.store.accounts.get_agent(conn, organization_id, agent_id)
             if record is None:
@@ -183,7 +189,9 @@ class AgentService:
             self.store.accounts.delete_agent(conn, organization_id, agent_id)
 
 
-def validate_agent(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+def validate_agent(
+    body: dict[str, Any], *, partial: bool, limits: FieldLimits = DEFAULT_LIMITS
+) -> dict[str, Any]:
     problems, out = start_validation(body, AGENT_FIELDS, partial=partial)
     if "channel" in body or not partial:
         channel = body.get("channel")
@@ -203,6 +211,7 @@ def validate_agent(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
             problems.add("config", "must be an object")
         else:
             _check_simulator_config(config, problems)
+            check_size(config, "config", limits.agent_config_bytes, problems)
             out["config"] = config
     problems.raise_if_any()
     return out

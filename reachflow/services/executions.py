@@ -31,6 +31,7 @@ from reachflow.domain.instants import BadInstant, parse_iso_instant
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
 from reachflow.services.phones import to_e164
+from reachflow.services.validation import DEFAULT_LIMITS, FieldLimits, check_size
 from reachflow.store.executions import ExecutionFilter, NewExecution
 from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord, WorkflowRecord
 from reachflow.store.store import Store
@@ -68,8 +69,16 @@ class BulkRow:
 
 class ExecutionService:
     def __init__(
-        self, store: Store, engine: Engine, clock: Clock, *, bulk_limit: int, insert_batch: int
+        self,
+        store: Store,
+        engine: Engine,
+        clock: Clock,
+        *,
+        bulk_limit: int,
+        insert_batch: int,
+        limits: FieldLimits = DEFAULT_LIMITS,
     ) -> None:
+        self.limits = limits
         self.store = store
         self.engine = engine
         self.clock = clock
@@ -164,7 +173,7 @@ class ExecutionService:
         now: datetime,
         prefix: str,
     ) -> NewExecution:
-        lead = validate_lead(body, prefix)
+        lead = validate_lead(body, prefix, self.limits)
         execution_id = str(uuid.uuid4())
         state = new_execution(
             execution_id,
@@ -273,6 +282,9 @@ class ExecutionService:
             if not isinstance(body["metadata"], dict):
                 problems.add("metadata", "must be an object")
             else:
+                current = self._metadata_of(organization_id, workflow_id, execution_id)
+                merged = {**current, **body["metadata"]}
+                check_size(merged, "metadata", self.limits.metadata_bytes, problems)
                 events.append(MetadataMerged(body["metadata"]))
         if body.get("status") is not None:
             status = body["status"]
@@ -292,6 +304,13 @@ class ExecutionService:
         problems.raise_if_any()
         self.apply(organization_id, workflow_id, execution_id, events)
         return self.get(organization_id, workflow_id, execution_id)
+
+    def _metadata_of(
+        self, organization_id: str, workflow_id: str, execution_id: str
+    ) -> dict[str, Any]:
+        with self.store.db.read() as conn:
+            record = self._find(conn, organization_id, workflow_id, execution_id)
+        return dict(record.engine.metadata)
 
     def apply(
         self,
@@ -406,7 +425,9 @@ def parse_location(
     )
 
 
-def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
+def validate_lead(
+    body: object, prefix: str = "", limits: FieldLimits = DEFAULT_LIMITS
+) -> dict[str, Any]:
     problems = ProblemCollector()
     if not isinstance(body, dict):
         raise ValidationFailed(FieldError(prefix.rstrip(".") or "body", "must be an object"))
@@ -438,6 +459,8 @@ def validate_lead(body: object, prefix: str = "") -> dict[str, Any]:
         if not isinstance(value, dict):
             problems.add(f"{prefix}{key}", "must be an object")
             value = {}
+        limit = limits.metadata_bytes if key == "metadata" else limits.variables_bytes
+        check_size(value, f"{prefix}{key}", limit, problems)
         out[key] = value
     out["priorityDate"] = parse_instant(body.get("priorityDate"), f"{prefix}priorityDate", problems)
     out["startAt"] = parse_instant(body.get("startAt"), f"{prefix}startAt", problems)

@@ -28,6 +28,7 @@ from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
 from reachflow.services.executions import parse_location
 from reachflow.services.phones import to_e164
+from reachflow.services.validation import DEFAULT_LIMITS, FieldLimits, check_size
 from reachflow.store.executions import ExecutionFilter, NewExecution
 from reachflow.store.records import EventRecord, ExecutionRecord, StepRecord, WorkflowRecord
 from reachflow.store.store import Store
@@ -72,7 +73,10 @@ def parse_lead_csv(raw: bytes) -> list[dict[str, Any]]:
 
 
 class LeadService:
-    def __init__(self, store: Store, engine: Engine, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, clock: Clock, limits: FieldLimits = DEFAULT_LIMITS
+    ) -> None:
+        self.limits = limits
         self.store = store
         self.engine = engine
         self.clock = clock
@@ -126,10 +130,12 @@ class LeadService:
         metadata = row.get("metadata", {})
         if not isinstance(metadata, dict):
             problems.add(f"{where}.metadata", "must be an object")
+        check_size(metadata, f"{where}.metadata", self.limits.metadata_bytes, problems)
+        variables = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
+        check_size(variables, where, self.limits.variables_bytes, problems)
         if self.store.contacts.suppressed_everywhere(conn, organization_id, phone) is not None:
             problems.add(f"{where}.phone_number", "is on the suppression list")
         problems.raise_if_any()
-        variables = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
         execution_id = str(uuid.uuid4())
         state_ = new_execution(execution_id, now=now, variables=variables, metadata=metadata)
         if not starts:

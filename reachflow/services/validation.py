@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from reachflow.domain.errors import ProblemCollector
+from reachflow.store import json_codec
 
 
 def start_validation(
@@ -25,3 +27,23 @@ def start_validation(
         else:
             out["name"] = name.strip()
     return problems, out
+
+
+@dataclass(frozen=True, slots=True)
+class FieldLimits:
+    """Bounds on the free-form JSON a client stores (settings ``REACHFLOW_MAX_*_BYTES``),
+    measured as the compact JSON text in UTF-8."""
+
+    metadata_bytes: int = 65_536
+    variables_bytes: int = 65_536
+    agent_config_bytes: int = 65_536
+
+
+DEFAULT_LIMITS = FieldLimits()
+
+
+def check_size(value: object, field: str, limit: int, problems: ProblemCollector) -> None:
+    """A value whose JSON text is over ``limit`` bytes is a problem naming ``field``."""
+    size = len(json_codec.dumps(value).encode())
+    if size > limit:
+        problems.add(field, f"is {size} bytes as JSON; at most {limit} bytes are accepted")
