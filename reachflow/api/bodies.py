@@ -69,16 +69,26 @@ def refusal(model: type[BaseModel], raw: Any, exc: ValidationError) -> Validatio
     graph = raw.get(GRAPH_FIELD) if isinstance(raw, dict) else None
     inside = any(_under(p.field, GRAPH_FIELD) for p in problems)
     if form == GRAPH_FIELD and is_graph(graph) and inside:
-        found = GraphProblems(GRAPH_FIELD)
-        parse_graph_definition(graph, found)
-        return _coded(found.items, problems, lambda f: _under(f, GRAPH_FIELD))
+        found = _parsed(graph, GRAPH_FIELD)
+        return _coded(found, problems, lambda f: _under(f, GRAPH_FIELD))
     if form == "node" and isinstance(raw, dict):
-        found = GraphProblems()
         node = raw if "id" in raw else {**raw, "id": "node"}
-        parse_graph_definition({"nodes": [node]}, found)
-        relative = [replace(p, field=_NODE_PREFIX.sub("", p.field)) for p in found.items]
+        found = _parsed({"nodes": [node]}, "")
+        relative = [replace(p, field=_NODE_PREFIX.sub("", p.field)) for p in found]
         return _coded(relative, problems, lambda _f: True)
     return ValidationFailed(problems)
+
+
+def _parsed(graph: Any, root: str) -> list[GraphProblem]:
+    """The graph parser's problems with a body the model refused. Such a body may be hostile
+    (the model exists to stop it), so a parser that fails on it explains nothing: the model's
+    own problems are reported then."""
+    found = GraphProblems(root)
+    try:
+        parse_graph_definition(graph, found)
+    except Exception:  # any failure only means no better explanation
+        return []
+    return found.items
 
 
 _NODE_PREFIX = re.compile(r"^nodes\[[^\]]*\]\.?")

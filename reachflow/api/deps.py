@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from reachflow.api.json_body import parse_json_object
+from reachflow.api.json_body import check_text, parse_json_object
 from reachflow.bootstrap import Services
 
 
@@ -55,6 +55,21 @@ async def json_object(request: Request) -> dict[str, Any]:
 
 
 BodyDep = Annotated[dict[str, Any], Depends(json_object)]
+
+
+def clean_parameters(request: Request) -> None:
+    """A NUL in a path or query parameter (PostgreSQL stores none) is a 400 naming it, before
+    any parameter reaches a query."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str):
+            check_text(value, name)
+    for name, value in request.query_params.multi_items():
+        check_text(name, name)
+        check_text(value, name)
+
+
+#: Every router's dependency: its parameters are text a database can store.
+CleanParameters = Depends(clean_parameters)
 
 # -- path parameters (named as the seeds name them) -------------------------------------------
 

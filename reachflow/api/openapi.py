@@ -100,6 +100,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             operation = document["paths"][path][method.lower()]
             operation["requestBody"] = {"required": True, "content": _resolve(content, refs)}
     _drop_default_422(document)
+    _errors_as_json(document)
     return document
 
 
@@ -169,6 +170,18 @@ def _resolve(value: Any, refs: dict[type[BaseModel], dict[str, str]]) -> Any:
     if isinstance(value, list):
         return [_resolve(v, refs) for v in value]
     return value
+
+
+def _errors_as_json(document: dict[str, Any]) -> None:
+    """An error is JSON even where the success is not (``/metrics`` is text): FastAPI files
+    extra responses under the route's media type."""
+    error_body = {"$ref": REF_PREFIX + "ErrorBody"}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if any(media.get("schema") == error_body for media in content.values()):
+                    response["content"] = {"application/json": {"schema": error_body}}
 
 
 def _drop_default_422(document: dict[str, Any]) -> None:

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from reachflow.api.bodies import body_of
-from reachflow.api.deps import AgentId, OrgDep, ServicesDep
+from reachflow.api.deps import AgentId, CleanParameters, OrgDep, ServicesDep
 from reachflow.api.feather_json import agent_json
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import AgentCreate, AgentUpdate
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], dependencies=[CleanParameters])
 
 
 @router.post("", status_code=201, responses=errors(body=True))

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from reachflow.api.bodies import body_of
-from reachflow.api.deps import ID_PATTERN, OrgDep, ServicesDep, SuppressionId
+from reachflow.api.deps import ID_PATTERN, CleanParameters, OrgDep, ServicesDep, SuppressionId
 from reachflow.api.feather_json import iso
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import ConsentCreate, InboundText, SuppressionCreate
 from reachflow.store.contacts import SuppressionRecord
 
-router = APIRouter(prefix="/api/v1", tags=["compliance"])
+router = APIRouter(prefix="/api/v1", tags=["compliance"], dependencies=[CleanParameters])
 
 
 def suppression_json(r: SuppressionRecord) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from reachflow.api.bodies import body_of
-from reachflow.api.deps import EdgeId, NodeId, OrgDep, ServicesDep, WorkflowId
+from reachflow.api.deps import CleanParameters, EdgeId, NodeId, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.dialnexa_json import (
     edge_json,
     node_json,
@@ -28,7 +28,7 @@ from reachflow.services.graph_workflows import read_status
 from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import WorkflowRecord
 
-router = APIRouter(prefix="/v1/workflows", tags=["graph workflows"])
+router = APIRouter(prefix="/v1/workflows", tags=["graph workflows"], dependencies=[CleanParameters])
 
 CreateBody = Annotated[dict[str, Any], Depends(body_of(GraphWorkflowCreate))]
 UpdateBody = Annotated[dict[str, Any], Depends(body_of(GraphWorkflowUpdate))]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from reachflow.api.bodies import check_body
-from reachflow.api.deps import LeadId, OrgDep, ServicesDep, WorkflowId
+from reachflow.api.deps import CleanParameters, LeadId, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.dialnexa_json import lead_json, page_meta, timed
 from reachflow.api.json_body import parse_json
 from reachflow.api.openapi import OPENAPI_BODY_ATTR, errors
@@ -15,7 +15,9 @@ from reachflow.api.schemas import LeadCsv, LeadRow, LeadUpload
 from reachflow.domain.errors import FieldError, ValidationFailed
 from reachflow.services.leads import parse_lead_csv
 
-router = APIRouter(prefix="/v1/workflows/{workflowId}/leads", tags=["graph leads"])
+router = APIRouter(
+    prefix="/v1/workflows/{workflowId}/leads", tags=["graph leads"], dependencies=[CleanParameters]
+)
 #: Pages beyond this find nothing anyway; the bound keeps them a 400, not a database error.
 MAX_PAGE = 1_000_000
 

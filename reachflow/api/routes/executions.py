@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from reachflow.api.bodies import body_of
-from reachflow.api.deps import ID_PATTERN, ExecutionId, OrgDep, ServicesDep, WorkflowId
+from reachflow.api.deps import (
+    ID_PATTERN,
+    CleanParameters,
+    ExecutionId,
+    OrgDep,
+    ServicesDep,
+    WorkflowId,
+)
 from reachflow.api.feather_json import (
     bulk_json,
     event_json,
@@ -27,7 +34,7 @@ from reachflow.domain.errors import FieldError, ValidationFailed
 from reachflow.services.phones import to_e164
 from reachflow.store.executions import ExecutionFilter
 
-router = APIRouter(prefix="/api/v1", tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"], dependencies=[CleanParameters])
 
 LeadBody = Annotated[dict[str, Any], Depends(body_of(ExecutionCreate))]
 BulkBody = Annotated[dict[str, Any], Depends(body_of(ExecutionBulkCreate))]

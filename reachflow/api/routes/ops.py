@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
-from reachflow.api.deps import ApiKeyDep, ServicesDep
+from reachflow.api.deps import ApiKeyDep, CleanParameters, ServicesDep
 from reachflow.api.openapi import errors
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[CleanParameters])
 
 
 def require_admin(services: ServicesDep, key: ApiKeyDep) -> None:

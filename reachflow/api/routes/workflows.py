@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from reachflow.api.bodies import body_of
-from reachflow.api.deps import OrgDep, ServicesDep, WorkflowId
+from reachflow.api.deps import CleanParameters, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.feather_json import workflow_json
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import WorkflowCreate, WorkflowUpdate
 
-router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"])
+router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"], dependencies=[CleanParameters])
 
 #: Offsets beyond this find nothing anyway; the bound keeps them a 400, not a database error.
 MAX_OFFSET = 1_000_000_000
