@@ -14,6 +14,7 @@ from reachflow.runtime.embedded.dispatcher import DispatchLimits
 from reachflow.runtime.embedded.engine import Engine, EngineConfig
 from reachflow.runtime.embedded.worker import EmbeddedWorker
 from reachflow.services.accounts import AccountService, AgentService
+from reachflow.services.agent_calls import AgentCallService
 from reachflow.services.contacts import ContactService
 from reachflow.services.executions import ExecutionService
 from reachflow.services.graph_workflows import GraphWorkflowService
@@ -44,6 +45,7 @@ class Services:
     contacts: ContactService
     graph_workflows: GraphWorkflowService
     leads: LeadService
+    agent_calls: AgentCallService
 
     def close(self) -> None:
         self.worker.stop()
@@ -84,6 +86,7 @@ def bootstrap(
             batch_size=settings.worker_batch_size,
             lease=timedelta(seconds=settings.lease_seconds),
             report_timeout=timedelta(seconds=settings.report_timeout_seconds),
+            callback_base=settings.public_url or f"http://{settings.host}:{settings.port}",
             limits=DispatchLimits(
                 max_in_flight=settings.dispatch_max_in_flight,
                 per_agent=settings.dispatch_per_agent,
@@ -130,4 +133,5 @@ def bootstrap(
         contacts=ContactService(store, engine, compliance, clock),
         graph_workflows=GraphWorkflowService(store, engine, clock, workflows),
         leads=LeadService(store, engine, clock, limits),
+        agent_calls=AgentCallService(store, engine, clock),
     )

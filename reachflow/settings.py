@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./reachflow.db"
     host: str = "127.0.0.1"
     port: int = 8000
+    #: This server's address as agents and providers reach it (their callbacks go here);
+    #: empty: http://{host}:{port}.
+    public_url: str = ""
     #: Run the embedded worker inside ``reachflow serve``.
     embedded_worker: bool = True
     worker_poll_seconds: float = 1.0

@@ -27,6 +27,10 @@ class DispatchRequest:
     sequence: int
     now: datetime
     forwarding_phone_number: str | None = None
+    #: Our id for the call: the same on every retry of this step attempt.
+    call_id: str = ""
+    #: Where an agent that answers 202 posts its result later.
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

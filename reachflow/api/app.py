@@ -13,6 +13,7 @@ from reachflow.api.errors import install_error_handlers
 from reachflow.api.middleware import install_middleware
 from reachflow.api.openapi import install_openapi
 from reachflow.api.routes import (
+    agent_calls,
     agents,
     compliance,
     dialnexa,
@@ -45,7 +46,16 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     install_middleware(app, services.settings)  # request ids, 500/503, rate and body limits
-    for module in (agents, workflows, executions, compliance, dialnexa, dialnexa_leads, ops):
+    for module in (
+        agents,
+        workflows,
+        executions,
+        compliance,
+        dialnexa,
+        dialnexa_leads,
+        agent_calls,
+        ops,
+    ):
         app.include_router(module.router)
     install_openapi(app)
     return app

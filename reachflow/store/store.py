@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reachflow.store.accounts import Accounts
+from reachflow.store.agent_calls import AgentCalls
 from reachflow.store.contacts import Contacts
 from reachflow.store.database import Database
 from reachflow.store.executions import Executions
@@ -14,6 +15,7 @@ class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.accounts = Accounts()
+        self.agent_calls = AgentCalls()
         self.workflows = Workflows()
         self.executions = Executions()
         self.queue = Queue()

@@ -287,3 +287,35 @@ simulator_calls = sa.Table(
     sa.Column("requests", sa.Integer(), nullable=False),
     sa.Column("placed_at", UTCDateTime(), nullable=False),
 )
+
+#: Every call handed to an agent, by our call id (derived from the idempotency key, so every
+#: retry of a step attempt carries the same one): how an agent's later report finds its step.
+agent_calls = sa.Table(
+    "agent_calls",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("execution_id", ID, sa.ForeignKey("executions.id"), nullable=False, index=True),
+    sa.Column("step_execution_id", ID, nullable=False),
+    sa.Column("agent_id", ID, nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("idempotency_key", sa.String(120), nullable=False, unique=True),
+    #: The provider's own id for the call (a Twilio message SID, a voice-AI call id).
+    sa.Column("provider_call_id", sa.String(200), nullable=True),
+    #: dispatched -> accepted (the agent will report later) -> reported
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("result", sa.JSON(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("reported_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_agent_calls_provider_call", "provider", "provider_call_id"),
+)
+
+#: Signed webhook messages already accepted, by their ``webhook-id``: a replay is refused.
+webhook_messages = sa.Table(
+    "webhook_messages",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+)

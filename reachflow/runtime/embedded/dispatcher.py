@@ -48,6 +48,7 @@ from reachflow.agents.port import (
 )
 from reachflow.domain.enums import Channel, ExecutionStatus
 from reachflow.runtime.compliance import contact_facts
+from reachflow.store.agent_calls import NewAgentCall, call_id_of
 from reachflow.store.contacts import AttemptRow, ContactRecords
 from reachflow.store.queue import NewEvent
 from reachflow.store.records import AgentRecord, ExecutionRef, OutboxItem
@@ -102,6 +103,7 @@ class Dispatcher:
         self.http = http
         self.effect_handlers = dict(effect_handlers)
         self.limits = engine.config.limits
+        self.callback_base = engine.config.callback_base.rstrip("/")
         self._pool = ThreadPoolExecutor(
             max_workers=self.limits.threads, thread_name_prefix="reachflow-dispatch"
         )
@@ -267,6 +269,23 @@ class Dispatcher:
         store.queue.release(conn, [i.id for i in released], now)
         store.queue.put_events(conn, events, now)
         store.contacts.record_attempts(conn, attempts)
+        # Registered before any agent is asked: a report may come back before the result.
+        store.agent_calls.register(
+            conn,
+            [
+                NewAgentCall(
+                    organization_id=c.record.organization_id,
+                    execution_id=c.record.id,
+                    step_execution_id=c.item.step_execution_id,
+                    agent_id=c.agent.id,
+                    provider=c.agent.provider,
+                    channel=str(c.item.payload["channel"]),
+                    idempotency_key=c.item.idempotency_key,
+                )
+                for c in calls
+            ],
+            now,
+        )
         return calls, effects
 
     def _hold_reason(
@@ -305,7 +324,7 @@ class Dispatcher:
 
     def _perform_batch(self, provider: BatchAgent, calls: Sequence[_Call], now: datetime) -> None:
         try:
-            answers = provider.dispatch_many([_request(c, now) for c in calls])
+            answers = provider.dispatch_many([_request(c, now, self.callback_base) for c in calls])
             outcomes = [
                 _Outcome(c.item, error=a) if isinstance(a, AgentError) else _Outcome(c.item, a)
                 for c, a in zip(calls, answers, strict=True)
@@ -319,7 +338,9 @@ class Dispatcher:
         try:
             if provider is None:
                 raise AgentError(f"no agent provider {call.agent.provider!r}", transient=False)
-            outcome = _Outcome(call.item, provider.dispatch(_request(call, now)))
+            outcome = _Outcome(
+                call.item, provider.dispatch(_request(call, now, self.callback_base))
+            )
         except Exception as exc:
             if not isinstance(exc, AgentError):
                 log.exception("agent %s failed", call.agent.id)
@@ -394,6 +415,8 @@ class Dispatcher:
         finished: list[tuple[int, str | None]] = []
         retries: list[tuple[int, datetime, str]] = []
         events: list[NewEvent] = []
+        answered: list[str] = []
+        accepted: list[tuple[str, str]] = []
         with self.store.db.begin() as conn:
             current = self.store.queue.held(conn, [(o.item.id, o.item.fence) for o in outcomes])
             for outcome in outcomes:
@@ -420,9 +443,15 @@ class Dispatcher:
                     engine.stats.dispatches += 1
                     finished.append((item.id, None))
                     receipt = outcome.receipt
+                    call_id = call_id_of(item.idempotency_key)
                     if receipt is not None and receipt.result is not None:
                         events.append(_reported(item, receipt, now))
+                        answered.append(call_id)
+                    elif receipt is not None:
+                        accepted.append((call_id, receipt.provider_call_id))
             self.store.queue.finish_many(conn, finished, now)
+            self.store.agent_calls.reported_at_once(conn, answered, now)
+            self.store.agent_calls.accepted(conn, accepted)
             self.store.queue.retry_many(conn, retries)
             self.store.queue.put_events(conn, events, now)
         return len(outcomes)
@@ -441,8 +470,9 @@ class Dispatcher:
         return timedelta(seconds=base * (1 + 0.2 * self._rng.random()))
 
 
-def _request(call: _Call, now: datetime) -> DispatchRequest:
+def _request(call: _Call, now: datetime, callback_base: str) -> DispatchRequest:
     item, payload = call.item, call.item.payload
+    call_id = call_id_of(item.idempotency_key)
     return DispatchRequest(
         idempotency_key=item.idempotency_key,
         organization_id=item.organization_id,
@@ -458,6 +488,8 @@ def _request(call: _Call, now: datetime) -> DispatchRequest:
         sequence=int(payload.get("sequence", 1)),
         now=now,
         forwarding_phone_number=payload.get("forwardingPhoneNumber"),
+        call_id=call_id,
+        callback_url=f"{callback_base}/api/v1/agent-calls/{call_id}/result",
     )
 
 

@@ -79,6 +79,8 @@ class EngineConfig:
     lease: timedelta = timedelta(seconds=60)
     report_timeout: timedelta = timedelta(hours=2)
     max_dispatch_attempts: int = 5
+    #: This server's address as agents reach it: their result callbacks go here.
+    callback_base: str = "http://127.0.0.1:8000"
     limits: DispatchLimits = field(default_factory=DispatchLimits)
 
 
