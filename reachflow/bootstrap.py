@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from reachflow.agents.port import Agent
 from reachflow.agents.simulator import SimulatorAgent
+from reachflow.agents.twilio import TwilioAgent
 from reachflow.domain.compliance import NoEvidencePolicy
 from reachflow.runtime.clock import Clock, SystemClock
 from reachflow.runtime.compliance import ContactCompliance
@@ -68,7 +69,11 @@ def bootstrap(
     store = Store(db)
     ledger = SimulatorLedger(db)
     simulator = SimulatorAgent(ledger)
-    agents: dict[str, Agent] = {"simulator": simulator, **(extra_agents or {})}
+    agents: dict[str, Agent] = {
+        "simulator": simulator,
+        "twilio": TwilioAgent(base_url=settings.twilio_base_url),
+        **(extra_agents or {}),
+    }
     margin = timedelta(seconds=settings.closing_margin_seconds)
     horizon = timedelta(days=settings.window_horizon_days)
     compliance = ContactCompliance(

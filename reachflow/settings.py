@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     #: This server's address as agents and providers reach it (their callbacks go here);
     #: empty: http://{host}:{port}.
     public_url: str = ""
+    #: Twilio's REST API base URL, for tests only (empty: the real https://api.twilio.com).
+    twilio_base_url: str = ""
     #: Run the embedded worker inside ``reachflow serve``.
     embedded_worker: bool = True
     worker_poll_seconds: float = 1.0

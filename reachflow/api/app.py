@@ -20,6 +20,7 @@ from reachflow.api.routes import (
     dialnexa_leads,
     executions,
     ops,
+    twilio,
     workflows,
 )
 from reachflow.bootstrap import Services
@@ -54,6 +55,7 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
         dialnexa,
         dialnexa_leads,
         agent_calls,
+        twilio,
         ops,
     ):
         app.include_router(module.router)

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from reachflow.agents.twilio import check_twilio_config
 from reachflow.domain.enums import Channel, Disposition
 from reachflow.domain.errors import (
     Conflict,
@@ -28,7 +29,7 @@ from reachflow.store.accounts import ApiKeyRecord
 from reachflow.store.records import AgentRecord
 from reachflow.store.store import Store
 
-PROVIDERS = ("simulator", "webhook")
+PROVIDERS = ("simulator", "webhook", "twilio")
 #: A key's scope: ``organization`` reaches its organization's API; ``admin`` that, and the
 #: operator's endpoints (``/metrics``).
 ORGANIZATION_SCOPE = "organization"
@@ -132,6 +133,8 @@ class AgentService:
 
     def create(self, organization_id: str, body: dict[str, Any]) -> AgentRecord:
         values = validate_agent(body, partial=False, limits=self.limits)
+        if values.get("provider") == "twilio":
+            check_twilio_agent(values["channel"], values.get("config", {}))
         now = self.clock.now()
         record = AgentRecord(
             id=str(uuid.uuid4()),
@@ -154,6 +157,16 @@ class AgentService:
             raise NotFound(f"agent {agent_id} not found", field="agentId")
         return record
 
+    def find(self, agent_id: str) -> AgentRecord:
+        """An agent by id alone, whatever its organization: for a provider's webhook that names
+        the agent in its URL (``/api/v1/providers/twilio/inbound/{agentId}``) and is signed
+        with the agent's own credentials."""
+        with self.store.db.read() as conn:
+            record = self.store.accounts.get_agent_any_org(conn, agent_id)
+        if record is None:
+            raise NotFound(f"agent {agent_id} not found", field="agentId")
+        return record
+
     def list(self, organization_id: str) -> list[AgentRecord]:
         with self.store.db.begin() as conn:
             return self.store.accounts.list_agents(conn, organization_id)
@@ -172,6 +185,8 @@ class AgentService:
                     "agent is used by a workflow; its channel cannot change", field="channel"
                 )
             merged = replace(record, **values, updated_at=self.clock.now())
+            if merged.provider == "twilio" and values.keys() & {"provider", "config", "channel"}:
+                check_twilio_agent(merged.channel, merged.config)
             self.store.accounts.update_agent(
                 conn,
                 organization_id,
@@ -215,6 +230,15 @@ def validate_agent(
             out["config"] = config
     problems.raise_if_any()
     return out
+
+
+def check_twilio_agent(channel: str, config: dict[str, Any]) -> None:
+    """A Twilio agent sends texts, with a complete config (``agents.twilio``)."""
+    problems = ProblemCollector()
+    if channel != Channel.TEXT.value:
+        problems.add("channel", "a twilio agent sends texts: the channel must be TEXT")
+    check_twilio_config(config, problems)
+    problems.raise_if_any()
 
 
 def _check_simulator_config(config: dict[str, Any], problems: ProblemCollector) -> None:
