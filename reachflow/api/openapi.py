@@ -41,15 +41,16 @@ ERROR_DESCRIPTIONS = {
     413: "The request body is too large",
     422: "A rule refuses it (an inactive workflow, a suppressed number)",
     429: "Too many requests: retry after Retry-After seconds",
+    503: "The database is busy: retry after Retry-After seconds",
 }
 
 
 def errors(
     *statuses: int, auth: bool = True, body: bool = False
 ) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: 400 always, 401 and 429 if it needs a key, 413 if it takes
-    a body, and ``statuses``; each answers ``ErrorBody``."""
-    codes = {400, *statuses}
+    """``responses=`` for a route: 400 and 503 always, 401 and 429 if it needs a key, 413 if it
+    takes a body, and ``statuses``; each answers ``ErrorBody``."""
+    codes = {400, 503, *statuses}
     if auth:
         codes |= {401, 429}
     if body:
@@ -57,7 +58,7 @@ def errors(
     out: dict[int | str, dict[str, Any]] = {}
     for code in sorted(codes):
         entry: dict[str, Any] = {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]}
-        if code == 429:
+        if code in (429, 503):
             entry["headers"] = {
                 "Retry-After": {
                     "description": "Seconds until a request may succeed",

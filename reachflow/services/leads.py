@@ -60,15 +60,18 @@ def parse_lead_csv(raw: bytes) -> list[dict[str, Any]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationFailed(FieldError("file", "must be UTF-8 CSV text")) from exc
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip() for c in reader.fieldnames or []]
-    if "phone_number" not in columns:
-        raise ValidationFailed(FieldError("file", "a phone_number column is required"))
-    rows = []
-    for row in reader:
-        cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
-        if any(cleaned.values()):
-            rows.append({k: v for k, v in cleaned.items() if v != "" or k == "phone_number"})
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if "phone_number" not in columns:
+            raise ValidationFailed(FieldError("file", "a phone_number column is required"))
+        rows = []
+        for row in reader:
+            cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+            if any(cleaned.values()):
+                rows.append({k: v for k, v in cleaned.items() if v != "" or k == "phone_number"})
+    except csv.Error as exc:  # a stray quote or newline, an oversized field
+        raise ValidationFailed(FieldError("file", f"not CSV: {exc}")) from exc
     return rows
 
 

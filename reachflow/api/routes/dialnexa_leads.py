@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from reachflow.api.bodies import check_body
 from reachflow.api.deps import CleanParameters, LeadId, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.dialnexa_json import lead_json, page_meta, timed
-from reachflow.api.json_body import parse_json
+from reachflow.api.json_body import check_text, parse_json
 from reachflow.api.openapi import OPENAPI_BODY_ATTR, errors
 from reachflow.api.schemas import LeadCsv, LeadRow, LeadUpload
 from reachflow.domain.errors import FieldError, ValidationFailed
@@ -31,9 +31,9 @@ async def lead_rows(request: Request) -> list[Any]:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ValidationFailed(FieldError("file", "a CSV file is required"))
-        rows: Any = parse_lead_csv(await upload.read())
+        rows: Any = _csv_rows(await upload.read())
     elif kind in ("text/csv", "application/csv"):
-        rows = parse_lead_csv(await request.body())
+        rows = _csv_rows(await request.body())
     else:
         rows = parse_json(await request.body())
         if isinstance(rows, dict) and "leads" in rows:
@@ -46,6 +46,18 @@ async def lead_rows(request: Request) -> list[Any]:
     return rows
 
 
+def _csv_rows(raw: bytes) -> list[dict[str, Any]]:
+    """The CSV's rows; a NUL in a cell is a 400 naming it (JSON bodies are checked so by
+    ``json_body``)."""
+    rows = parse_lead_csv(raw)
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            check_text(key, f"leads[{i}].{key}")
+            check_text(value, f"leads[{i}].{key}")
+    return rows
+
+
+#: The body as the OpenAPI document shows it (``api/openapi.py`` reads it).
 setattr(
     lead_rows,
     OPENAPI_BODY_ATTR,
