@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from reachflow.agents.port import Agent
+from reachflow.agents.retell import RetellAgent
 from reachflow.agents.simulator import SimulatorAgent
 from reachflow.agents.twilio import TwilioAgent
 from reachflow.domain.compliance import NoEvidencePolicy
@@ -72,6 +73,7 @@ def bootstrap(
     agents: dict[str, Agent] = {
         "simulator": simulator,
         "twilio": TwilioAgent(base_url=settings.twilio_base_url),
+        "retell": RetellAgent(base_url=settings.retell_base_url),
         **(extra_agents or {}),
     }
     margin = timedelta(seconds=settings.closing_margin_seconds)

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     public_url: str = ""
     #: Twilio's REST API base URL, for tests only (empty: the real https://api.twilio.com).
     twilio_base_url: str = ""
+    #: Retell's API base URL (agents.retell; change it only to test against a fake Retell).
+    retell_base_url: str = "https://api.retellai.com"
     #: Run the embedded worker inside ``reachflow serve``.
     embedded_worker: bool = True
     worker_poll_seconds: float = 1.0

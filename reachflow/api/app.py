@@ -20,6 +20,7 @@ from reachflow.api.routes import (
     dialnexa_leads,
     executions,
     ops,
+    retell,
     twilio,
     workflows,
 )
@@ -56,6 +57,7 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
         dialnexa_leads,
         agent_calls,
         twilio,
+        retell,
         ops,
     ):
         app.include_router(module.router)

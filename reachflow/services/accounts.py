@@ -9,6 +9,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from reachflow.agents.retell import check_retell_config
 from reachflow.agents.twilio import check_twilio_config
 from reachflow.domain.enums import Channel, Disposition
 from reachflow.domain.errors import (
@@ -29,7 +30,7 @@ from reachflow.store.accounts import ApiKeyRecord
 from reachflow.store.records import AgentRecord
 from reachflow.store.store import Store
 
-PROVIDERS = ("simulator", "webhook", "twilio")
+PROVIDERS = ("simulator", "webhook", "twilio", "retell")
 #: A key's scope: ``organization`` reaches its organization's API; ``admin`` that, and the
 #: operator's endpoints (``/metrics``).
 ORGANIZATION_SCOPE = "organization"
@@ -135,6 +136,8 @@ class AgentService:
         values = validate_agent(body, partial=False, limits=self.limits)
         if values.get("provider") == "twilio":
             check_twilio_agent(values["channel"], values.get("config", {}))
+        if values.get("provider") == "retell":
+            check_retell_agent(values["channel"], values.get("config", {}))
         now = self.clock.now()
         record = AgentRecord(
             id=str(uuid.uuid4()),
@@ -187,6 +190,8 @@ class AgentService:
             merged = replace(record, **values, updated_at=self.clock.now())
             if merged.provider == "twilio" and values.keys() & {"provider", "config", "channel"}:
                 check_twilio_agent(merged.channel, merged.config)
+            if merged.provider == "retell" and values.keys() & {"provider", "config", "channel"}:
+                check_retell_agent(merged.channel, merged.config)
             self.store.accounts.update_agent(
                 conn,
                 organization_id,
@@ -230,6 +235,15 @@ def validate_agent(
             out["config"] = config
     problems.raise_if_any()
     return out
+
+
+def check_retell_agent(channel: str, config: dict[str, Any]) -> None:
+    """A Retell agent places calls, with a complete config (``agents.retell``)."""
+    problems = ProblemCollector()
+    if channel != Channel.CALL.value:
+        problems.add("channel", "a retell agent places calls: the channel must be CALL")
+    check_retell_config(config, problems)
+    problems.raise_if_any()
 
 
 def check_twilio_agent(channel: str, config: dict[str, Any]) -> None:
