@@ -93,6 +93,9 @@ def bootstrap(
             batch_size=settings.worker_batch_size,
             lease=timedelta(seconds=settings.lease_seconds),
             report_timeout=timedelta(seconds=settings.report_timeout_seconds),
+            org_dispatches_per_second=settings.org_dispatches_per_second,
+            breaker_threshold=settings.breaker_threshold,
+            breaker_cooldown=timedelta(seconds=settings.breaker_cooldown_seconds),
             callback_base=settings.public_url or f"http://{settings.host}:{settings.port}",
             limits=DispatchLimits(
                 max_in_flight=settings.dispatch_max_in_flight,

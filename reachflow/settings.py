@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     #: Agent calls in flight per agent whose config sets no ``maxConcurrent`` (the in-process
     #: simulator has no bound unless it sets one).
     dispatch_per_agent: int = 50
+    #: Dispatches per second per organization over all its agents (0: no bound); per agent,
+    #: its config's ``dispatchesPerSecond``.
+    org_dispatches_per_second: float = 0.0
+    #: Transient agent failures in a row that open its circuit breaker, and the first
+    #: cooldown before one probe call is let through (doubling up to 10 minutes).
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 30.0
     #: Threads calling agents that take one request at a time.
     dispatch_threads: int = 32
     #: A dispatched step with no agent report after this long fails as COULD_NOT_CONNECT.

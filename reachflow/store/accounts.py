@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reachflow.store.records import AgentRecord
-from reachflow.store.tables import agents, api_keys, organizations
+from reachflow.store.tables import agent_health, agents, api_keys, organizations
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,3 +230,55 @@ def _agent(row: Any) -> AgentRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentHealthRecord:
+    agent_id: str
+    breaker: str
+    reason: str | None
+    open_until: datetime | None
+    updated_at: datetime
+
+
+class AgentHealth:
+    """Each agent's circuit breaker as the workers last wrote it."""
+
+    def set_breaker(
+        self,
+        conn: Connection,
+        *,
+        agent_id: str,
+        organization_id: str,
+        breaker: str,
+        reason: str | None,
+        open_until: datetime | None,
+        now: datetime,
+    ) -> None:
+        values = {
+            "breaker": breaker,
+            "reason": reason,
+            "open_until": open_until,
+            "updated_at": now,
+        }
+        updated = conn.execute(
+            agent_health.update().where(agent_health.c.agent_id == agent_id).values(**values)
+        )
+        if updated.rowcount == 0:
+            conn.execute(
+                agent_health.insert().values(
+                    agent_id=agent_id, organization_id=organization_id, **values
+                )
+            )
+
+    def of(self, conn: Connection, agent_id: str) -> AgentHealthRecord | None:
+        row = (
+            conn.execute(sa.select(agent_health).where(agent_health.c.agent_id == agent_id))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        return AgentHealthRecord(
+            row["agent_id"], row["breaker"], row["reason"], row["open_until"], row["updated_at"]
+        )

@@ -29,7 +29,7 @@ from reachflow.store.tables import (
     outbox,
     step_executions,
 )
-from reachflow.store.types import after_key, earliest
+from reachflow.store.types import UTCDateTime, after_key, earliest
 
 ACTIVE_STATUSES = ("CREATED", "RUNNING", "PAUSED")
 #: Due work is taken in priority order among this many of the most overdue executions.
@@ -305,6 +305,36 @@ class Executions:
         _INSERT_EVENTS.execute(conn, history)
         _INSERT_COMMANDS.execute(conn, commands)
 
+    def log_events(
+        self, conn: Connection, rows: Sequence[tuple[str, str, str, dict[str, Any]]], now: datetime
+    ) -> None:
+        """``(organization id, execution id, kind, data)`` history rows, in one statement."""
+        _INSERT_EVENTS.execute(
+            conn,
+            [
+                {"organization_id": o, "execution_id": e, "kind": k, "at": now, "data": d}
+                for o, e, k, d in rows
+            ],
+        )
+
+    def log_waiting_for_agent(
+        self, conn: Connection, agent_id: str, data: dict[str, Any], now: datetime
+    ) -> None:
+        """A ``dispatch_waiting`` event for every execution whose command waits for
+        ``agent_id`` (its breaker opened), in one statement."""
+        waiting = sa.select(
+            outbox.c.organization_id,
+            outbox.c.execution_id,
+            sa.literal("dispatch_waiting"),
+            sa.literal(now, UTCDateTime()),
+            sa.literal(data, sa.JSON()),
+        ).where(outbox.c.agent_id == agent_id, outbox.c.status == "pending")
+        conn.execute(
+            execution_events.insert().from_select(
+                ["organization_id", "execution_id", "kind", "at", "data"], waiting
+            )
+        )
+
     def mark_broken(
         self, conn: Connection, record: ExecutionRecord, reason: str, now: datetime
     ) -> None:
@@ -438,6 +468,7 @@ def _outbox_rows(
             "attempts": 0,
             "fence": 0,
             "created_at": now,
+            "priority_key": record.priority_date or record.created_at,
             "payload": {
                 "agentId": d.agent_id,
                 "channel": d.channel.value,
@@ -466,6 +497,7 @@ def _outbox_rows(
             "attempts": 0,
             "fence": 0,
             "created_at": now,
+            "priority_key": record.priority_date or record.created_at,
             "payload": {"action": e.action, "params": dict(e.params)},
         }
         for e in decision.effects

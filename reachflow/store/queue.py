@@ -23,6 +23,8 @@ from reachflow.store.tables import inbox, outbox
 from reachflow.store.types import earliest
 
 _OPEN = ("pending", "in_flight")
+#: Due commands are taken in priority order among this many of the most overdue.
+PRIORITY_WINDOW = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +72,26 @@ class Queue:
         """Take up to ``limit`` rows that are pending and due, or in flight with a lapsed lease
         (their worker died: they are re-sent under the same key). Each is put in flight under a
         new fencing token and a lease ending at ``now + lease``, in this transaction."""
-        query = (
-            sa.select(outbox)
+        due = (
+            sa.select(outbox.c.id)
             .where(outbox.c.status.in_(_OPEN), outbox.c.available_at <= now)
-            .order_by(outbox.c.available_at, outbox.c.id)
-            .limit(limit)
+            .order_by(outbox.c.available_at)
+            .limit(PRIORITY_WINDOW)
         )
         excluded = sorted(set(exclude_agents))
         if excluded:
-            query = query.where(
+            due = due.where(
                 sa.or_(outbox.c.agent_id.is_(None), outbox.c.agent_id.not_in(excluded))
             )
+        # Priority order (``priorityDate``, then due time) among the most overdue commands,
+        # across the whole queue: a full queue serves the highest priority first, and a
+        # command only waits until it is among the most overdue (nothing starves).
+        query = (
+            sa.select(outbox)
+            .where(outbox.c.id.in_(due.scalar_subquery()))
+            .order_by(outbox.c.priority_key, outbox.c.available_at, outbox.c.id)
+            .limit(limit)
+        )
         if skip_locked:
             query = query.with_for_update(skip_locked=True)
         rows = list(conn.execute(query).mappings())
@@ -160,10 +171,11 @@ class Queue:
                 conn, [{"b_id": i, "b_at": at, "b_error": error} for i, at, error in rows]
             )
 
-    def release(self, conn: Connection, item_ids: Sequence[int], now: datetime) -> None:
-        """Hand claimed rows back untouched (their agent is at its bound): pending again."""
-        if item_ids:
-            _RELEASE.execute(conn, [{"b_id": i, "b_at": now} for i in item_ids])
+    def release(self, conn: Connection, rows: Sequence[tuple[int, datetime]]) -> None:
+        """``(id, at)``: hand claimed rows back untouched (their agent or organization has no
+        capacity now): pending again, to be taken at ``at``."""
+        if rows:
+            _RELEASE.execute(conn, [{"b_id": i, "b_at": at} for i, at in rows])
 
     def withdraw_dispatches(
         self, conn: Connection, execution_ids: Sequence[str], reason: str, now: datetime

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reachflow.store.accounts import Accounts
+from reachflow.store.accounts import Accounts, AgentHealth
 from reachflow.store.agent_calls import AgentCalls
 from reachflow.store.contacts import Contacts
 from reachflow.store.database import Database
@@ -16,6 +16,7 @@ class Store:
         self.db = db
         self.accounts = Accounts()
         self.agent_calls = AgentCalls()
+        self.agent_health = AgentHealth()
         self.workflows = Workflows()
         self.executions = Executions()
         self.queue = Queue()

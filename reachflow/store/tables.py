@@ -194,6 +194,8 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("done_at", UTCDateTime(), nullable=True),
+    #: The execution's ``priorityDate`` (else its creation): due commands go out in this order.
+    sa.Column("priority_key", UTCDateTime(), nullable=True),
     sa.Index(
         "ix_outbox_open",
         "available_at",
@@ -318,4 +320,17 @@ webhook_messages = sa.Table(
     sa.Column("id", sa.String(200), primary_key=True),
     sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
+)
+
+#: Each agent's circuit breaker as the workers last saw it (shown in the agent's health).
+agent_health = sa.Table(
+    "agent_health",
+    metadata,
+    sa.Column("agent_id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    #: closed | open | half_open
+    sa.Column("breaker", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("open_until", UTCDateTime(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -33,7 +33,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
@@ -48,6 +48,7 @@ from reachflow.agents.port import (
 )
 from reachflow.domain.enums import Channel, ExecutionStatus
 from reachflow.runtime.compliance import contact_facts
+from reachflow.runtime.embedded.pacing import BreakerState, Pacing, RetryPolicy
 from reachflow.store.agent_calls import NewAgentCall, call_id_of
 from reachflow.store.contacts import AttemptRow, ContactRecords
 from reachflow.store.queue import NewEvent
@@ -116,6 +117,15 @@ class Dispatcher:
         self._running = 0
         self._running_for: Counter[str] = Counter()
         self._rng = random.Random()
+        self._agent_config: dict[str, dict[str, Any]] = {}
+        self._agent_org: dict[str, str] = {}
+        self.pacing = Pacing(
+            org_rate=engine.config.org_dispatches_per_second,
+            breaker_threshold=engine.config.breaker_threshold,
+            breaker_cooldown=engine.config.breaker_cooldown,
+        )
+        #: Outbox rows already told to wait, and why (one ``dispatch_waiting`` event each).
+        self._told_waiting: dict[int, str] = {}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -157,6 +167,15 @@ class Dispatcher:
                 if n >= self._agent_limit.get(agent_id, self.limits.per_agent)
             ]
 
+    def blocked(self, now: datetime) -> list[str]:
+        """Agents not to claim for now: at their bound of calls in flight, breaker open, or
+        out of their dispatches per second."""
+        return sorted(set(self.saturated()) | set(self.pacing.blocked_agents(now)))
+
+    def next_capacity_at(self, now: datetime) -> datetime | None:
+        """When an agent blocked by its breaker or its rate may take calls again."""
+        return self.pacing.next_capacity_at(now)
+
     def _limit(self, agent: AgentRecord) -> int:
         configured = agent.config.get("maxConcurrent")
         if isinstance(configured, int) and not isinstance(configured, bool) and configured > 0:
@@ -175,7 +194,7 @@ class Dispatcher:
             return 0
         now = engine.clock.now()
         db = self.store.db
-        saturated = self.saturated()
+        blocked = self.blocked(now)
         with db.begin() as conn:
             items = self.store.queue.claim_outbox(
                 conn,
@@ -183,7 +202,7 @@ class Dispatcher:
                 min(engine.batch_size(), room),
                 engine.config.lease,
                 skip_locked=db.supports_skip_locked,
-                exclude_agents=saturated,
+                exclude_agents=blocked,
             )
             if not items:
                 return 0
@@ -225,10 +244,15 @@ class Dispatcher:
             }
             for agent in agents.values():
                 self._agent_limit[agent.id] = self._limit(agent)
+                self._agent_config[agent.id] = agent.config
+                self._agent_org[agent.id] = agent.organization_id
+                if self.pacing.breaker(agent.id).state is BreakerState.HALF_OPEN:
+                    # One probe call at a time until the agent answers again.
+                    room[agent.id] = min(room[agent.id], 1 - self._per_agent[agent.id])
         finished: list[tuple[int, str | None]] = []
         events: list[NewEvent] = []
         attempts: list[AttemptRow] = []
-        released: list[OutboxItem] = []
+        released: list[tuple[OutboxItem, datetime, str]] = []
         calls: list[_Call] = []
         for item in dispatches:
             record = records.get(item.execution_id)
@@ -240,7 +264,11 @@ class Dispatcher:
                     events.append(_event(item, "dispatch_failed", reason, now))
                 continue
             if room.get(agent.id, 0) <= 0:
-                released.append(item)
+                released.append((item, now, f"agent {agent.id} is at its bound of calls"))
+                continue
+            wait = self._wait_for_rate(agent, now)
+            if wait is not None:
+                released.append((item, *wait))
                 continue
             contact = (record.organization_id, record.primary_phone)
             records_of_contact = facts.setdefault(contact, ContactRecords())
@@ -266,7 +294,10 @@ class Dispatcher:
             records_of_contact.attempts.append((now, item.idempotency_key))
             calls.append(_Call(item, agent, record))
         store.queue.finish_many(conn, finished, now)
-        store.queue.release(conn, [i.id for i in released], now)
+        store.queue.release(conn, [(i.id, at) for i, at, _ in released])
+        self._tell_waiting(conn, [(i, why) for i, _, why in released], now)
+        for call in calls:
+            self._told_waiting.pop(call.item.id, None)
         store.queue.put_events(conn, events, now)
         store.contacts.record_attempts(conn, attempts)
         # Registered before any agent is asked: a report may come back before the result.
@@ -287,6 +318,33 @@ class Dispatcher:
             now,
         )
         return calls, effects
+
+    def _wait_for_rate(self, agent: AgentRecord, now: datetime) -> tuple[datetime, str] | None:
+        """Take a token from the agent's and the organization's buckets, or say until when
+        the call must wait (a held-back call takes no token and counts no attempt)."""
+        agent_bucket = self.pacing.agent_bucket(agent.id, agent.config)
+        org_bucket = self.pacing.org_bucket(agent.organization_id)
+        if agent_bucket is not None and agent_bucket.available(now) < 1:
+            return agent_bucket.next_at(now), f"agent {agent.id} is at its dispatches per second"
+        if org_bucket is not None and org_bucket.available(now) < 1:
+            return org_bucket.next_at(now), "the organization is at its dispatches per second"
+        for bucket in (agent_bucket, org_bucket):
+            if bucket is not None:
+                bucket.take(now)
+        return None
+
+    def _tell_waiting(
+        self, conn: Connection, waiting: Sequence[tuple[OutboxItem, str]], now: datetime
+    ) -> None:
+        """A ``dispatch_waiting`` event for each command held back, once per reason."""
+        rows = []
+        for item, why in waiting:
+            if self._told_waiting.get(item.id) != why:
+                self._told_waiting[item.id] = why
+                data = {"stepExecutionId": item.step_execution_id, "reason": why}
+                rows.append((item.organization_id, item.execution_id, "dispatch_waiting", data))
+        if rows:
+            self.store.executions.log_events(conn, rows, now)
 
     def _hold_reason(
         self,
@@ -433,13 +491,24 @@ class Dispatcher:
                     )
                 elif outcome.error is not None:
                     error = str(outcome.error)
-                    attempts = item.attempts
-                    if outcome.error.transient and attempts < engine.config.max_dispatch_attempts:
-                        retries.append((item.id, now + self._backoff(attempts), error))
+                    agent_id = str(item.payload.get("agentId", ""))
+                    policy = RetryPolicy.of(
+                        self._agent_config.get(agent_id, {}), engine.config.max_dispatch_attempts
+                    )
+                    breaker = self.pacing.breaker(agent_id)
+                    if outcome.error.transient and breaker.failed(error, now):
+                        self._breaker_changed(conn, agent_id, now)
+                    if outcome.error.transient and item.attempts < policy.max_attempts:
+                        at = now + policy.backoff(item.attempts, self._rng)
+                        if breaker.open_until is not None:
+                            at = max(at, breaker.open_until)
+                        retries.append((item.id, at, error))
                     else:
                         finished.append((item.id, error))
                         events.append(_event(item, "dispatch_failed", {"reason": error}, now))
                 else:
+                    if self.pacing.breaker(str(item.payload.get("agentId", ""))).succeeded():
+                        self._breaker_changed(conn, str(item.payload.get("agentId", "")), now)
                     engine.stats.dispatches += 1
                     finished.append((item.id, None))
                     receipt = outcome.receipt
@@ -464,10 +533,31 @@ class Dispatcher:
         ok = handler(conn, item, now)
         return ok, "done" if ok else f"{action} failed"
 
-    def _backoff(self, attempts: int) -> timedelta:
-        """5 s, 10 s, 20 s, ... at most 300 s, each with up to 20 % jitter."""
-        base = min(300.0, 5.0 * 2 ** (attempts - 1))
-        return timedelta(seconds=base * (1 + 0.2 * self._rng.random()))
+    def _breaker_changed(self, conn: Connection, agent_id: str, now: datetime) -> None:
+        """Write the agent's breaker for the API to show; when it opened, tell every command
+        waiting for the agent why."""
+        breaker = self.pacing.breaker(agent_id)
+        organization_id = self._agent_org.get(agent_id)
+        if organization_id is None:
+            return
+        self.store.agent_health.set_breaker(
+            conn,
+            agent_id=agent_id,
+            organization_id=organization_id,
+            breaker=breaker.state.value,
+            reason=breaker.reason,
+            open_until=breaker.open_until,
+            now=now,
+        )
+        if breaker.state is BreakerState.OPEN:
+            log.warning(
+                "agent %s: circuit open until %s (%s)", agent_id, breaker.open_until, breaker.reason
+            )
+            data = {
+                "reason": f"agent {agent_id} is failing: {breaker.reason}",
+                "until": breaker.open_until.isoformat() if breaker.open_until else None,
+            }
+            self.store.executions.log_waiting_for_agent(conn, agent_id, data, now)
 
 
 def _request(call: _Call, now: datetime, callback_base: str) -> DispatchRequest:

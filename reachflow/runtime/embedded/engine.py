@@ -79,6 +79,12 @@ class EngineConfig:
     lease: timedelta = timedelta(seconds=60)
     report_timeout: timedelta = timedelta(hours=2)
     max_dispatch_attempts: int = 5
+    #: Dispatches per second per organization (0: no bound).
+    org_dispatches_per_second: float = 0.0
+    #: Transient failures in a row that open an agent's circuit breaker, and its first
+    #: cooldown (doubling while the agent keeps failing).
+    breaker_threshold: int = 5
+    breaker_cooldown: timedelta = timedelta(seconds=30)
     #: This server's address as agents reach it: their result callbacks go here.
     callback_base: str = "http://127.0.0.1:8000"
     limits: DispatchLimits = field(default_factory=DispatchLimits)
@@ -481,7 +487,10 @@ class Engine:
             candidates = [
                 self.store.executions.next_due_at(conn),
                 self.store.queue.next_inbox_at(conn),
-                self.store.queue.next_outbox_at(conn, exclude_agents=self.dispatcher.saturated()),
+                self.store.queue.next_outbox_at(
+                    conn, exclude_agents=self.dispatcher.blocked(self.clock.now())
+                ),
+                self.dispatcher.next_capacity_at(self.clock.now()),
             ]
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
