@@ -15,14 +15,38 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def agent_json(a: AgentRecord) -> dict[str, Any]:
+#: Agent config keys that hold credentials: shown in full only in the create response.
+SECRET_CONFIG_KEYS = frozenset({"secret", "authToken", "apiKey", "apiKeySecret"})
+
+
+def masked(value: object) -> object:
+    """A credential as ``****`` and its last four characters."""
+    if not isinstance(value, str) or not value:
+        return value
+    return "****" + value[-4:] if len(value) > 8 else "****"
+
+
+def unmasked(config: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A config sent back as it was shown: a masked credential keeps its stored value."""
+    return {
+        k: current[k]
+        if k in SECRET_CONFIG_KEYS and k in current and v == masked(current[k]) != current[k]
+        else v
+        for k, v in config.items()
+    }
+
+
+def agent_json(a: AgentRecord, *, reveal_secrets: bool = False) -> dict[str, Any]:
+    config = a.config
+    if not reveal_secrets:
+        config = {k: masked(v) if k in SECRET_CONFIG_KEYS else v for k, v in config.items()}
     return {
         "id": a.id,
         "organizationId": a.organization_id,
         "name": a.name,
         "channel": a.channel,
         "provider": a.provider,
-        "config": a.config,
+        "config": config,
         "createdAt": iso(a.created_at),
         "updatedAt": iso(a.updated_at),
     }

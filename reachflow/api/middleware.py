@@ -294,7 +294,13 @@ class RateLimitMiddleware:
         client = scope.get("client")
         address = str(client[0]) if client else "unknown"
         key = api_key(scope)
-        if key is None:
+        signed = _is_signed_callback(scope, path)
+        if signed:
+            # A provider's or agent's signed callback: its signature is its credential, so it
+            # is not limited as anonymous traffic; a refused signature (401) counts against
+            # the address like a wrong key.
+            wait = self.limiter.address_blocked(address)
+        elif key is None:
             wait = self.limiter.hit_address(address)
         else:
             wait = self.limiter.address_blocked(address) or self.limiter.hit_key(key)
@@ -307,7 +313,7 @@ class RateLimitMiddleware:
                 headers=[(b"retry-after", str(wait).encode())],
             )
             return
-        if key is None:  # already counted against the address, 401 or not
+        if key is None and not signed:  # already counted against the address, 401 or not
             await self.app(scope, receive, send)
             return
         status = 0
@@ -323,6 +329,18 @@ class RateLimitMiddleware:
         finally:
             if status == 401:
                 self.limiter.count_failure(address)
+
+
+def _is_signed_callback(scope: Scope, path: str) -> bool:
+    """A provider webhook (``/api/v1/providers/...``, signed by the provider) or an agent's
+    signed result report."""
+    if path.startswith(_PROVIDER_WEBHOOKS):
+        return True
+    return path.startswith(_AGENT_CALLS) and header(scope, b"webhook-signature") is not None
+
+
+_PROVIDER_WEBHOOKS = "/api/v1/providers/"
+_AGENT_CALLS = "/api/v1/agent-calls/"
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:

@@ -185,3 +185,12 @@ def test_docs_pages_use_no_cdn(client: TestClient, page: str) -> None:
         asset = client.get(url)
         assert asset.status_code == 200, url
         assert asset.content, url
+
+
+def test_the_agent_schema_names_every_provider_the_service_takes() -> None:
+    from typing import get_args
+
+    from reachflow.api.schemas.feather import Provider
+    from reachflow.services.accounts import PROVIDERS
+
+    assert set(get_args(Provider)) == set(PROVIDERS)

@@ -397,3 +397,24 @@ def test_metrics_need_an_admin_key(client: TestClient, services: Services) -> No
 
     services.accounts.revoke_api_key(admin[:10])
     assert client.get("/metrics", headers={"X-API-Key": admin}).status_code == 401
+
+
+def test_agent_credentials_show_once_then_masked_and_survive_a_round_trip(
+    client: TestClient,
+) -> None:
+    secret = "whsec_" + "A" * 40 + "wxyz"
+    body = {
+        "name": "hook",
+        "channel": "CALL",
+        "provider": "webhook",
+        "config": {"url": "http://127.0.0.1:9/agent", "secret": secret},
+    }
+    created = client.post("/api/v1/agents", json=body).json()
+    assert created["config"]["secret"] == secret  # shown once, at creation
+    shown = client.get(f"/api/v1/agents/{created['id']}").json()
+    assert shown["config"]["secret"] == "****wxyz"
+    assert secret not in client.get("/api/v1/agents").text
+    # A config sent back as it was read keeps the stored secret.
+    updated = client.put(f"/api/v1/agents/{created['id']}", json={"config": shown["config"]})
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["config"]["secret"] == "****wxyz"

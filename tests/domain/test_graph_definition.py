@@ -1004,3 +1004,17 @@ def test_add_edge_then_remove_edge_round_trips(raw: Raw, data: st.DataObject) ->
     assert raw == before
     with pytest.raises(Conflict):
         add_edge(added, {**new, "id": "again"})
+
+
+@pytest.mark.parametrize("delay", [1e308, 10**30, 367 * 1440])
+def test_a_huge_delay_is_a_problem_not_an_overflow(delay: float) -> None:
+    definition = {
+        "nodes": [
+            {"id": "wait", "node_type": "TIME", "config": {"delay_minutes": delay}},
+            {"id": "end", "node_type": "DROPPED", "config": {}},
+        ],
+        "edges": [{"id": "e1", "from_node_id": "wait", "to_node_id": "end"}],
+    }
+    with pytest.raises(GraphInvalid) as refused:
+        check_graph_definition(definition, root="definition")
+    assert any("366 days" in p.message for p in refused.value.graph_problems)

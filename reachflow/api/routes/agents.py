@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from reachflow.api.bodies import body_of
 from reachflow.api.deps import AgentId, CleanParameters, OrgDep, ServicesDep
-from reachflow.api.feather_json import agent_json
+from reachflow.api.feather_json import agent_json, unmasked
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import AgentCreate, AgentUpdate
 
@@ -21,7 +21,8 @@ def create_agent(
     org: OrgDep,
     body: Annotated[dict[str, Any], Depends(body_of(AgentCreate))],
 ) -> dict[str, Any]:
-    return agent_json(services.agents.create(org, body))
+    # The one response that shows the agent's credentials (a generated secret included).
+    return agent_json(services.agents.create(org, body), reveal_secrets=True)
 
 
 @router.get("", responses=errors())
@@ -41,6 +42,8 @@ def update_agent(
     agent_id: AgentId,
     body: Annotated[dict[str, Any], Depends(body_of(AgentUpdate))],
 ) -> dict[str, Any]:
+    if isinstance(body.get("config"), dict):  # a config read back keeps its credentials
+        body["config"] = unmasked(body["config"], services.agents.get(org, agent_id).config)
     return agent_json(services.agents.update(org, agent_id, body))
 
 

@@ -36,6 +36,9 @@ STEP_ID_MAX = 96
 
 # -- agents -------------------------------------------------------------------------------
 
+#: Who performs an agent's steps (``services.accounts.PROVIDERS``).
+Provider = Literal["simulator", "webhook", "twilio", "retell"]
+
 Weight = Annotated[Number, Field(ge=0)]
 NonNegativeInt = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
@@ -63,7 +66,7 @@ class SimulatorConfig(Body):
 class AgentCreate(Body):
     name: Name
     channel: ChannelName
-    provider: Literal["simulator", "webhook"] = "simulator"
+    provider: Provider = "simulator"
     config: SimulatorConfig = Field(default_factory=SimulatorConfig)
 
 
@@ -72,7 +75,7 @@ class AgentUpdate(Body):
 
     name: Name = None
     channel: ChannelName = None
-    provider: Literal["simulator", "webhook"] = None
+    provider: Provider = None
     config: SimulatorConfig = None
 
 

@@ -129,10 +129,10 @@ def _delay_secs(value: object, unit_secs: int, path: str, problems: GraphProblem
     if not isinstance(value, (int, float)) or not _is_number(value) or value <= 0:
         problems.add(ProblemCode.INVALID, path, "must be a positive number")
         return None
-    secs = round(value * unit_secs)
-    if secs > MAX_DELAY_SECS:
+    if value > MAX_DELAY_SECS / unit_secs:  # compared before multiplying: 1e308 overflows
         problems.add(ProblemCode.INVALID, path, "must be at most 366 days")
-    return max(secs, 1)
+        return None
+    return max(round(value * unit_secs), 1)
 
 
 def _minute_of_day(value: object, path: str, problems: GraphProblems) -> int | None:
