@@ -17,6 +17,7 @@ from reachflow.runtime.embedded.engine import Engine, EngineConfig
 from reachflow.runtime.embedded.worker import EmbeddedWorker
 from reachflow.services.accounts import AccountService, AgentService
 from reachflow.services.agent_calls import AgentCallService
+from reachflow.services.agent_health import AgentHealthService
 from reachflow.services.contacts import ContactService
 from reachflow.services.executions import ExecutionService
 from reachflow.services.graph_workflows import GraphWorkflowService
@@ -48,6 +49,7 @@ class Services:
     graph_workflows: GraphWorkflowService
     leads: LeadService
     agent_calls: AgentCallService
+    agent_health: AgentHealthService
 
     def close(self) -> None:
         self.worker.stop()
@@ -144,4 +146,7 @@ def bootstrap(
         graph_workflows=GraphWorkflowService(store, engine, clock, workflows),
         leads=LeadService(store, engine, clock, limits),
         agent_calls=AgentCallService(store, engine, clock),
+        agent_health=AgentHealthService(
+            store, clock, timedelta(seconds=settings.report_timeout_seconds)
+        ),
     )

@@ -238,6 +238,8 @@ class AgentHealthRecord:
     breaker: str
     reason: str | None
     open_until: datetime | None
+    recent_ok: int
+    recent_failed: int
     updated_at: datetime
 
 
@@ -253,12 +255,16 @@ class AgentHealth:
         breaker: str,
         reason: str | None,
         open_until: datetime | None,
+        recent_ok: int,
+        recent_failed: int,
         now: datetime,
     ) -> None:
         values = {
             "breaker": breaker,
             "reason": reason,
             "open_until": open_until,
+            "recent_ok": recent_ok,
+            "recent_failed": recent_failed,
             "updated_at": now,
         }
         updated = conn.execute(
@@ -280,5 +286,11 @@ class AgentHealth:
         if row is None:
             return None
         return AgentHealthRecord(
-            row["agent_id"], row["breaker"], row["reason"], row["open_until"], row["updated_at"]
+            row["agent_id"],
+            row["breaker"],
+            row["reason"],
+            row["open_until"],
+            row["recent_ok"],
+            row["recent_failed"],
+            row["updated_at"],
         )

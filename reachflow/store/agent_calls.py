@@ -115,17 +115,17 @@ class AgentCalls:
             .values(status="reported", result=result, reported_at=now)
         )
 
-    def in_flight_by_agent(self, conn: Connection, organization_id: str) -> dict[str, int]:
-        """Calls each agent has taken and not yet reported."""
-        rows = conn.execute(
-            sa.select(agent_calls.c.agent_id, sa.func.count())
-            .where(
-                agent_calls.c.organization_id == organization_id,
-                agent_calls.c.status.in_(("dispatched", "accepted")),
-            )
-            .group_by(agent_calls.c.agent_id)
+    def in_flight(self, conn: Connection, agent_id: str, since: datetime) -> int:
+        """Calls the agent has taken since ``since`` and not reported yet."""
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    agent_calls.c.agent_id == agent_id,
+                    agent_calls.c.status.in_(("dispatched", "accepted")),
+                    agent_calls.c.created_at >= since,
+                )
+            ).scalar_one()
         )
-        return {r[0]: int(r[1]) for r in rows}
 
     def remember_message(
         self, conn: Connection, message_id: str, organization_id: str, now: datetime

@@ -311,6 +311,7 @@ agent_calls = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("reported_at", UTCDateTime(), nullable=True),
     sa.Index("ix_agent_calls_provider_call", "provider", "provider_call_id"),
+    sa.Index("ix_agent_calls_agent_created", "agent_id", "created_at"),
 )
 
 #: Signed webhook messages already accepted, by their ``webhook-id``: a replay is refused.
@@ -332,5 +333,8 @@ agent_health = sa.Table(
     sa.Column("breaker", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text(), nullable=True),
     sa.Column("open_until", UTCDateTime(), nullable=True),
+    #: Call attempts that succeeded and failed over the last 15 minutes, as of ``updated_at``.
+    sa.Column("recent_ok", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("recent_failed", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )

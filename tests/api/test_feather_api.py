@@ -331,3 +331,14 @@ def test_health_and_metrics(client: TestClient, services: Services) -> None:
     _, admin = services.accounts.create_api_key("ops", scope="admin")
     metrics = client.get("/metrics", headers={"X-API-Key": admin})
     assert "reachflow_engine_decisions_total" in metrics.text
+
+
+def test_an_agent_shows_its_health(client: TestClient) -> None:
+    agent = client.post("/api/v1/agents", json={"name": "a", "channel": "CALL"}).json()
+    health = client.get(f"/api/v1/agents/{agent['id']}").json()["health"]
+    assert health == {
+        "inFlight": 0,
+        "recentErrorRate": None,
+        "recentAttempts": 0,
+        "breaker": {"state": "closed", "reason": None, "openUntil": None},
+    }

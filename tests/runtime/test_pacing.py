@@ -237,3 +237,27 @@ def test_never_more_calls_in_flight_than_an_agents_bound(db_url: str, clock: Vir
     finally:
         gate.set()
         services.close()
+
+
+def test_an_open_breaker_shows_in_the_agents_health(
+    db_url: str, clock: VirtualClock, agent: RecordingAgent
+) -> None:
+    services = rig(db_url, clock, agent, breaker_threshold=2, breaker_cooldown_seconds=600)
+    try:
+        org, _ = services.accounts.create_api_key("acme")
+        wf, agent_id = workflow(
+            services, org, maxConcurrent=1, retry={"maxAttempts": 2, "initialBackoffSecs": 1}
+        )
+        enrol(services, org, wf, 3)
+        agent.failures_left = 1000
+        services.engine.run_until_idle(clock, until=clock.now() + timedelta(seconds=30))
+        health = services.agent_health.health(agent_id)
+        assert health["breaker"]["state"] == "open"
+        assert "503" in health["breaker"]["reason"]
+        assert health["recentErrorRate"] == 1.0  # the first command failed for good
+        assert agent.calls == []
+        # Past the cooldown the next call is the probe.
+        clock.advance(timedelta(seconds=600))
+        assert services.agent_health.health(agent_id)["breaker"]["state"] == "half_open"
+    finally:
+        services.close()

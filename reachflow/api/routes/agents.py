@@ -32,7 +32,8 @@ def list_agents(services: ServicesDep, org: OrgDep) -> dict[str, Any]:
 
 @router.get("/{agentId}", responses=errors(404))
 def get_agent(services: ServicesDep, org: OrgDep, agent_id: AgentId) -> dict[str, Any]:
-    return agent_json(services.agents.get(org, agent_id))
+    agent = services.agents.get(org, agent_id)
+    return {**agent_json(agent), "health": services.agent_health.health(agent.id)}
 
 
 @router.put("/{agentId}", responses=errors(404, 409, body=True))

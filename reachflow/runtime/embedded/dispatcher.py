@@ -475,6 +475,8 @@ class Dispatcher:
         events: list[NewEvent] = []
         answered: list[str] = []
         accepted: list[tuple[str, str]] = []
+        touched: set[str] = set()
+        opened: set[str] = set()
         with self.store.db.begin() as conn:
             current = self.store.queue.held(conn, [(o.item.id, o.item.fence) for o in outcomes])
             for outcome in outcomes:
@@ -496,8 +498,10 @@ class Dispatcher:
                         self._agent_config.get(agent_id, {}), engine.config.max_dispatch_attempts
                     )
                     breaker = self.pacing.breaker(agent_id)
+                    touched.add(agent_id)
+                    self.pacing.record(agent_id, False, now)
                     if outcome.error.transient and breaker.failed(error, now):
-                        self._breaker_changed(conn, agent_id, now)
+                        opened.add(agent_id)
                     if outcome.error.transient and item.attempts < policy.max_attempts:
                         at = now + policy.backoff(item.attempts, self._rng)
                         if breaker.open_until is not None:
@@ -507,8 +511,10 @@ class Dispatcher:
                         finished.append((item.id, error))
                         events.append(_event(item, "dispatch_failed", {"reason": error}, now))
                 else:
-                    if self.pacing.breaker(str(item.payload.get("agentId", ""))).succeeded():
-                        self._breaker_changed(conn, str(item.payload.get("agentId", "")), now)
+                    agent_id = str(item.payload.get("agentId", ""))
+                    touched.add(agent_id)
+                    self.pacing.record(agent_id, True, now)
+                    self.pacing.breaker(agent_id).succeeded()
                     engine.stats.dispatches += 1
                     finished.append((item.id, None))
                     receipt = outcome.receipt
@@ -519,6 +525,7 @@ class Dispatcher:
                     elif receipt is not None:
                         accepted.append((call_id, receipt.provider_call_id))
             self.store.queue.finish_many(conn, finished, now)
+            self._write_health(conn, touched, opened, now)
             self.store.agent_calls.reported_at_once(conn, answered, now)
             self.store.agent_calls.accepted(conn, accepted)
             self.store.queue.retry_many(conn, retries)
@@ -533,31 +540,40 @@ class Dispatcher:
         ok = handler(conn, item, now)
         return ok, "done" if ok else f"{action} failed"
 
-    def _breaker_changed(self, conn: Connection, agent_id: str, now: datetime) -> None:
-        """Write the agent's breaker for the API to show; when it opened, tell every command
-        waiting for the agent why."""
-        breaker = self.pacing.breaker(agent_id)
-        organization_id = self._agent_org.get(agent_id)
-        if organization_id is None:
-            return
-        self.store.agent_health.set_breaker(
-            conn,
-            agent_id=agent_id,
-            organization_id=organization_id,
-            breaker=breaker.state.value,
-            reason=breaker.reason,
-            open_until=breaker.open_until,
-            now=now,
-        )
-        if breaker.state is BreakerState.OPEN:
-            log.warning(
-                "agent %s: circuit open until %s (%s)", agent_id, breaker.open_until, breaker.reason
+    def _write_health(
+        self, conn: Connection, agent_ids: set[str], opened: set[str], now: datetime
+    ) -> None:
+        """Write each agent's breaker and recent outcomes for the API to show; for a breaker
+        that just opened, tell every command waiting for the agent why."""
+        for agent_id in sorted(agent_ids):
+            organization_id = self._agent_org.get(agent_id)
+            if organization_id is None:
+                continue
+            breaker = self.pacing.breaker(agent_id)
+            ok, failed = self.pacing.recent(agent_id, now)
+            self.store.agent_health.set_breaker(
+                conn,
+                agent_id=agent_id,
+                organization_id=organization_id,
+                breaker=breaker.state.value,
+                reason=breaker.reason,
+                open_until=breaker.open_until,
+                recent_ok=ok,
+                recent_failed=failed,
+                now=now,
             )
-            data = {
-                "reason": f"agent {agent_id} is failing: {breaker.reason}",
-                "until": breaker.open_until.isoformat() if breaker.open_until else None,
-            }
-            self.store.executions.log_waiting_for_agent(conn, agent_id, data, now)
+            if agent_id in opened:
+                log.warning(
+                    "agent %s: circuit open until %s (%s)",
+                    agent_id,
+                    breaker.open_until,
+                    breaker.reason,
+                )
+                data = {
+                    "reason": f"agent {agent_id} is failing: {breaker.reason}",
+                    "until": breaker.open_until.isoformat() if breaker.open_until else None,
+                }
+                self.store.executions.log_waiting_for_agent(conn, agent_id, data, now)
 
 
 def _request(call: _Call, now: datetime, callback_base: str) -> DispatchRequest:

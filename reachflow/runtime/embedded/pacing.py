@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,6 +25,10 @@ from typing import Any
 
 #: Float error in refills: 0.9999999999 tokens is one token.
 _EPSILON = 1e-9
+
+
+#: The window an agent's error rate is measured over.
+WINDOW = timedelta(minutes=15)
 
 
 class TokenBucket:
@@ -151,6 +156,21 @@ class Pacing:
     agent_buckets: dict[str, TokenBucket] = field(default_factory=dict)
     org_buckets: dict[str, TokenBucket] = field(default_factory=dict)
     breakers: dict[str, Breaker] = field(default_factory=dict)
+    #: Each agent's call attempts over the last ``WINDOW``: (when, succeeded).
+    outcomes: dict[str, deque[tuple[datetime, bool]]] = field(default_factory=dict)
+
+    def record(self, agent_id: str, ok: bool, now: datetime) -> None:
+        self.outcomes.setdefault(agent_id, deque()).append((now, ok))
+
+    def recent(self, agent_id: str, now: datetime) -> tuple[int, int]:
+        """``(succeeded, failed)`` call attempts over the last ``WINDOW``."""
+        window = self.outcomes.get(agent_id)
+        if window is None:
+            return 0, 0
+        while window and window[0][0] < now - WINDOW:
+            window.popleft()
+        failed = sum(1 for _, ok in window if not ok)
+        return len(window) - failed, failed
 
     def agent_bucket(self, agent_id: str, config: dict[str, Any]) -> TokenBucket | None:
         rate = config.get("dispatchesPerSecond")
