@@ -65,6 +65,10 @@ workflows = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("deleted_at", UTCDateTime(), nullable=True),
+    #: Outsiders may start it (``POST /v1/public/workflows/{id}/executions``), at this price.
+    sa.Column("public_execute", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("price_amount", sa.BigInteger(), nullable=True),
+    sa.Column("price_currency", sa.String(3), nullable=True),
 )
 
 workflow_versions = sa.Table(
@@ -337,4 +341,97 @@ agent_health = sa.Table(
     sa.Column("recent_ok", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("recent_failed", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: Idempotency keys of creating requests: the ``Idempotency-Key`` header of the secret API and
+#: ``idempotencyKey`` of the public one. The unique constraint is the guard: two racing requests
+#: with one key insert one row, in the transaction that creates the resource, so one of them
+#: creates and the other replays (``docs/public-sessions.md``).
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    #: ``api`` (the header) or ``public`` (the public execution endpoint).
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    #: SHA-256 of the method, the path and the canonical JSON body.
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    #: What was created (ids; a bulk create's rows): a replay answers from it.
+    sa.Column("result", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("organization_id", "scope", "key"),
+    sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
+)
+
+#: Public execution sessions (seed 004): a ``public_execute`` workflow started from outside,
+#: tracked by client tokens. ``run_id`` is the execution it started (none while it waits for
+#: payment); no foreign key, so deleting the execution leaves the session's history.
+public_sessions = sa.Table(
+    "public_sessions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("workflow_id", ID, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("run_id", ID, nullable=True, index=True),
+    sa.Column("source_system", sa.String(200), nullable=False),
+    sa.Column("source_entity_type", sa.String(200), nullable=False),
+    sa.Column("source_entity_id", sa.String(200), nullable=True),
+    sa.Column("external_ref", sa.String(200), nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("client_safe_metadata", sa.JSON(), nullable=False),
+    sa.Column("request_payload", sa.JSON(), nullable=False),
+    #: ``publishable_key`` or ``api_key``, and that key's id (never the key).
+    sa.Column("initiated_by_type", sa.String(32), nullable=False),
+    sa.Column("initiated_by_id", ID, nullable=False),
+    #: The workflow's price when the session began (None: free).
+    sa.Column("price_amount", sa.BigInteger(), nullable=True),
+    sa.Column("price_currency", sa.String(3), nullable=True),
+    #: not_required | unpaid | failed | paid | canceled
+    sa.Column("payment_status", sa.String(16), nullable=False),
+    sa.Column("checkout_session_id", sa.String(64), nullable=True, unique=True),
+    sa.Column("order_id", sa.String(200), nullable=True),
+    #: An unpaid session is cancelled at this instant.
+    sa.Column("payment_due_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: A session's own history before its run (created, payment, run started or refused); the run's
+#: history is its execution's events.
+public_session_events = sa.Table(
+    "public_session_events",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("session_id", ID, sa.ForeignKey("public_sessions.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("data", sa.JSON(), nullable=False),
+)
+
+#: Client tokens, by their SHA-256 (the token itself is shown once): each reads one session.
+client_tokens = sa.Table(
+    "client_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("session_id", ID, sa.ForeignKey("public_sessions.id"), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+#: An organization's own secret for signed payment webhooks (else the setting's).
+payment_secrets = sa.Table(
+    "payment_secrets",
+    metadata,
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), primary_key=True),
+    sa.Column("secret", sa.String(120), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
 )
