@@ -25,6 +25,7 @@ from reachflow.api.routes import (
     workflows,
 )
 from reachflow.bootstrap import Services
+from reachflow.web import install_console
 
 
 def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
@@ -61,5 +62,6 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
         ops,
     ):
         app.include_router(module.router)
+    install_console(app)  # the operator console at / (reachflow/web, docs/console.md)
     install_openapi(app)
     return app

@@ -23,6 +23,7 @@ from reachflow.api.errors import error_body, is_busy
 from reachflow.api.ratelimit import RateLimiter
 from reachflow.logs import request_id_var
 from reachflow.settings import Settings
+from reachflow.web import session_rate_key
 
 log = logging.getLogger("reachflow.api")
 
@@ -33,7 +34,7 @@ _LEAD_UPLOAD = re.compile(r"/v1/workflows/[^/]+/leads/?")
 _CONTENT_LENGTH = re.compile(r"[0-9]+")
 #: Never rate limited: the health check and the API documentation with its assets.
 _UNLIMITED_PATHS = frozenset({"/healthz", "/openapi.json"})
-_UNLIMITED_PREFIXES = ("/docs", "/redoc", "/static")
+_UNLIMITED_PREFIXES = ("/docs", "/redoc", "/static", "/console/static")
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -293,7 +294,8 @@ class RateLimitMiddleware:
             return
         client = scope.get("client")
         address = str(client[0]) if client else "unknown"
-        key = api_key(scope)
+        # A console page with a signed session counts against its key, as an API call does.
+        key = api_key(scope) or session_rate_key(scope)
         signed = _is_signed_callback(scope, path)
         if signed:
             # A provider's or agent's signed callback: its signature is its credential, so it

@@ -232,6 +232,7 @@ class ExecutionService:
         limit: int,
         cursor: str | None,
         enriched: bool,
+        newest_first: bool = False,
     ) -> tuple[list[ExecutionView], str | None]:
         with self.store.db.read() as conn:
             after = None
@@ -240,7 +241,9 @@ class ExecutionService:
                 if anchor is None:
                     raise ValidationFailed(FieldError("cursor", "unknown cursor"))
                 after = (anchor.created_at, anchor.id)
-            records = self.store.executions.list_executions(conn, flt, limit=limit + 1, after=after)
+            records = self.store.executions.list_executions(
+                conn, flt, limit=limit + 1, after=after, newest_first=newest_first
+            )
             more = len(records) > limit
             records = records[:limit]
             steps = (
@@ -257,6 +260,18 @@ class ExecutionService:
                 for r in records
             ]
         return views, (records[-1].id if more and records else None)
+
+    def count_by_node(self, organization_id: str, workflow_id: str) -> dict[str, int]:
+        """How many active executions of the workflow stand at each node now."""
+        with self.store.db.read() as conn:
+            return self.store.executions.count_by_node(conn, organization_id, workflow_id)
+
+    def count_by_workflow(
+        self, organization_id: str, since: datetime | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Executions per workflow and status, created since ``since`` (all if None)."""
+        with self.store.db.read() as conn:
+            return self.store.executions.count_by_workflow(conn, organization_id, since)
 
     def events(
         self, organization_id: str, workflow_id: str, execution_id: str

@@ -63,6 +63,9 @@ class ExecutionFilter:
     phone: str | None = None
     statuses: tuple[str, ...] | None = None
     node_id: str | None = None
+    disposition: str | None = None
+    #: Active executions whose next step is due before this instant.
+    due_before: datetime | None = None
 
 
 class Executions:
@@ -131,12 +134,53 @@ class Executions:
         *,
         limit: int,
         after: tuple[datetime, str] | None = None,
+        newest_first: bool = False,
     ) -> list[ExecutionRecord]:
         query = sa.select(executions).where(*_where(flt))
-        if after is not None:
-            query = query.where(after_key(executions.c.created_at, executions.c.id, after))
-        query = query.order_by(executions.c.created_at, executions.c.id).limit(limit)
+        created, row_id = executions.c.created_at, executions.c.id
+        if newest_first:
+            if after is not None:
+                at, last_id = after
+                query = query.where(
+                    sa.or_(created < at, sa.and_(created == at, row_id < last_id))
+                )
+            query = query.order_by(created.desc(), row_id.desc()).limit(limit)
+        else:
+            if after is not None:
+                query = query.where(after_key(created, row_id, after))
+            query = query.order_by(created, row_id).limit(limit)
         return [_execution(r) for r in conn.execute(query).mappings()]
+
+    def count_by_workflow(
+        self, conn: Connection, organization_id: str, since: datetime | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Executions per workflow and status (created at or after ``since``, if given)."""
+        query = (
+            sa.select(executions.c.workflow_id, executions.c.status, sa.func.count())
+            .where(executions.c.organization_id == organization_id)
+            .group_by(executions.c.workflow_id, executions.c.status)
+        )
+        if since is not None:
+            query = query.where(executions.c.created_at >= since)
+        out: dict[str, dict[str, int]] = {}
+        for workflow_id, status, n in conn.execute(query):
+            out.setdefault(str(workflow_id), {})[str(status)] = int(n)
+        return out
+
+    def count_by_node(
+        self, conn: Connection, organization_id: str, workflow_id: str
+    ) -> dict[str, int]:
+        """Active executions of a workflow per node they stand at now."""
+        query = (
+            sa.select(executions.c.node_id, sa.func.count())
+            .where(
+                executions.c.organization_id == organization_id,
+                executions.c.workflow_id == workflow_id,
+                executions.c.status.in_(ACTIVE_STATUSES),
+            )
+            .group_by(executions.c.node_id)
+        )
+        return {str(node): int(n) for node, n in conn.execute(query) if node is not None}
 
     def page(
         self, conn: Connection, flt: ExecutionFilter, *, limit: int, offset: int
@@ -587,6 +631,11 @@ def _where(flt: ExecutionFilter) -> list[Any]:
         where.append(executions.c.status.in_(flt.statuses))
     if flt.node_id is not None:
         where.append(executions.c.node_id == flt.node_id)
+    if flt.disposition is not None:
+        where.append(executions.c.disposition == flt.disposition)
+    if flt.due_before is not None:
+        where.append(executions.c.due_at < flt.due_before)
+        where.append(executions.c.status.in_(ACTIVE_STATUSES))
     return where
 
 
