@@ -181,7 +181,12 @@ def _refused(request: Request, exc: Refused) -> HTMLResponse:
 
 def _failed(request: Request, console: Console, exc: ReachflowError) -> HTMLResponse:
     return render(
-        request, "error.html", console, status_of(exc), message=exc.message, problems=exc.problems
+        request,
+        "error.html",
+        console,
+        status_of(exc),
+        message=exc.message,
+        problems=getattr(exc, "problems", None),
     )
 
 

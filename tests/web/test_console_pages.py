@@ -1,0 +1,401 @@
+"""The console at the HTML level, on SQLite and PostgreSQL: sign-in and sessions, CSRF, the
+organization boundary, and every page over real services (no browser needed)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reachflow.api import create_app
+from reachflow.bootstrap import Services
+from reachflow.runtime.clock import VirtualClock
+from reachflow.web import routes
+from reachflow.web.session import SESSION_COOKIE
+from tests.helpers import lead
+from tests.web.harness import Demo, csrf_of, demo, sign_in
+
+
+@pytest.fixture
+def data(services: Services, clock: VirtualClock) -> Demo:
+    return demo(services, clock)
+
+
+@pytest.fixture
+def browser(services: Services, data: Demo) -> Iterator[TestClient]:
+    """A client signed in to the console (cookies only: no API key header)."""
+    with TestClient(create_app(services)) as client:
+        yield sign_in(client, data.key)
+
+
+@pytest.fixture
+def anonymous(services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(services)) as client:
+        yield client
+
+
+def _post(client: TestClient, path: str, page: str, **form: str) -> object:
+    token = csrf_of(client.get(page).text)
+    return client.post(path, data={"csrf": token, **form}, follow_redirects=False)
+
+
+# -- sign-in and sessions --------------------------------------------------------------------
+
+
+def test_root_sends_a_stranger_to_sign_in(anonymous: TestClient) -> None:
+    answer = anonymous.get("/", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/sign-in"
+    page = anonymous.get("/console/executions", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/console/sign-in?next=")
+    assert anonymous.get("/console/executions/rows").status_code == 401
+
+
+def test_sign_in_sets_a_signed_httponly_strict_cookie_without_the_key(
+    anonymous: TestClient, data: Demo
+) -> None:
+    page = anonymous.get("/console/sign-in")
+    assert 'type="password"' in page.text
+    assert '<label for="api_key">' in page.text
+    answer = anonymous.post(
+        "/console/sign-in",
+        data={"csrf": csrf_of(page.text), "api_key": data.key, "next": "/console/workflows"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/workflows"
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "=")
+    )
+    assert "HttpOnly" in cookie
+    assert "samesite=strict" in cookie.lower()
+    assert data.key not in cookie
+    assert data.key[3:] not in cookie
+    assert anonymous.get("/", follow_redirects=False).headers["location"] == ("/console/executions")
+
+
+def test_a_wrong_or_revoked_key_is_refused(
+    anonymous: TestClient, services: Services, data: Demo
+) -> None:
+    page = anonymous.get("/console/sign-in")
+    wrong = anonymous.post(
+        "/console/sign-in",
+        data={"csrf": csrf_of(page.text), "api_key": data.key + "x"},
+        follow_redirects=False,
+    )
+    assert wrong.status_code == 401
+    assert "not valid" in wrong.text
+    assert SESSION_COOKIE + "=" not in wrong.headers.get("set-cookie", "")
+    assert anonymous.get("/console/executions", follow_redirects=False).status_code == 303
+    # A session ends as soon as its key is revoked.
+    sign_in(anonymous, data.key)
+    assert anonymous.get("/console/executions").status_code == 200
+    services.accounts.revoke_api_key(data.key[:10])
+    assert anonymous.get("/console/executions", follow_redirects=False).status_code == 303
+
+
+def test_a_tampered_session_cookie_is_no_session(browser: TestClient) -> None:
+    value = browser.cookies[SESSION_COOKIE]
+    payload, signature = value.split(".")
+    browser.cookies.clear()
+    browser.cookies.set(SESSION_COOKIE, payload + "." + signature[::-1])
+    assert browser.get("/console/executions", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_needs_its_own_csrf_token(anonymous: TestClient, data: Demo) -> None:
+    anonymous.get("/console/sign-in")
+    forged = anonymous.post(
+        "/console/sign-in", data={"csrf": "forged", "api_key": data.key}, follow_redirects=False
+    )
+    assert forged.status_code == 403
+    assert SESSION_COOKIE + "=" not in forged.headers.get("set-cookie", "")
+
+
+def test_sign_out_ends_the_session(browser: TestClient) -> None:
+    answer = _post(browser, "/console/sign-out", "/console/executions")
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    assert browser.get("/console/executions", follow_redirects=False).status_code == 303
+
+
+def test_pages_forbid_scripts_and_frames_from_elsewhere(browser: TestClient) -> None:
+    page = browser.get("/console/executions")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["cache-control"] == "no-store"
+    assert "http" not in re.sub(r'href="https?://[^"]*"', "", page.text.split("<main")[0])
+
+
+# -- CSRF and the organization boundary ---------------------------------------------------------
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
+    browser: TestClient, services: Services, data: Demo
+) -> None:
+    for form in ({}, {"csrf": "wrong"}):
+        answer = browser.post(
+            f"/console/executions/{data.deferred}/pause", data=form, follow_redirects=False
+        )
+        assert answer.status_code == 403
+        assert "CSRF" in answer.text
+    record = services.executions.get(data.org, data.workflow, data.deferred).record
+    assert record.status == "RUNNING"
+    refused = browser.post(
+        "/console/suppressions", data={"phone": "+12125550123"}, follow_redirects=False
+    )
+    assert refused.status_code == 403
+
+
+def test_another_organizations_execution_is_not_visible(
+    services: Services, clock: VirtualClock, browser: TestClient, data: Demo
+) -> None:
+    other = demo(services, clock, org_name="globex")
+    page = browser.get(f"/console/executions/{other.finished}")
+    assert page.status_code == 404
+    assert "lead-finished" not in page.text
+    assert browser.get(f"/console/workflows/{other.workflow}").status_code == 404
+    listed = browser.get("/console/executions").text
+    assert other.finished[:8] not in listed
+    assert data.finished[:8] in listed
+    assert other.finished[:8] not in browser.get("/console/executions/rows").text
+    # Nor can it be paused from here.
+    answer = _post(browser, f"/console/executions/{other.deferred}/pause", "/console/executions")
+    assert answer.status_code == 404  # type: ignore[attr-defined]
+    assert services.executions.get(other.org, other.workflow, other.deferred).record.status == (
+        "RUNNING"
+    )
+
+
+# -- executions --------------------------------------------------------------------------------
+
+
+def test_executions_list_filters(browser: TestClient, data: Demo) -> None:
+    def ids(**params: str) -> set[str]:
+        page = browser.get("/console/executions", params=params)
+        assert page.status_code == 200, page.text
+        return set(re.findall(r'href="/console/executions/([0-9a-f-]{36})"', page.text))
+
+    assert {data.finished, data.paused, data.deferred} <= ids()
+    assert ids(status="PAUSED") == {data.paused}
+    assert ids(phone="(310) 555-0104") == {data.deferred}
+    assert ids(lead="lead-finished") == {data.finished}
+    assert ids(disposition="ENDED") == {data.finished}  # its last step, the text
+    assert data.deferred in ids(due_before="2030-01-01T00:00")
+    assert ids(due_before="2000-01-01T00:00") == set()
+    assert ids(workflow=data.graph_workflow).isdisjoint({data.finished, data.paused})
+    bad = browser.get("/console/executions", params={"phone": "not a phone"})
+    assert bad.status_code == 400
+    assert 'role="alert"' in bad.text
+    assert browser.get("/console/executions", params={"due_before": "soon"}).status_code == 400
+
+
+def test_executions_page_by_keyset_cursor(
+    browser: TestClient, monkeypatch: pytest.MonkeyPatch, data: Demo
+) -> None:
+    monkeypatch.setattr(routes, "PAGE_SIZE", 2)
+    seen: list[str] = []
+    page = browser.get("/console/executions", params={"workflow": data.workflow}).text
+    while True:
+        seen += re.findall(r'href="/console/executions/([0-9a-f-]{36})"', page)
+        found = re.search(r'rel="next" href="([^"]+)"', page)
+        if not found:
+            break
+        page = browser.get(found.group(1).replace("&amp;", "&")).text
+    assert sorted(seen) == sorted({data.finished, data.paused, data.deferred})
+    assert len(seen) == 3
+
+
+def test_execution_timeline_shows_the_deferral_rules_with_citations(
+    browser: TestClient, data: Demo
+) -> None:
+    page = browser.get(f"/console/executions/{data.deferred}")
+    assert page.status_code == 200
+    text = page.text
+    assert "Step deferred" in text
+    assert "US-FED-64.1200c1-hours@1" in text
+    assert "47 CFR § 64.1200(c)(1)" in text
+    assert "Zones considered: America/Los_Angeles" in text
+    finished = browser.get(f"/console/executions/{data.finished}").text
+    assert "Agent reported" in finished
+    assert re.search(r"LEFT_VOICEMAIL\s*· \d+ s", finished)  # the call's outcome, duration
+    assert "Simulated call" in finished  # its summary
+    assert "simulator://recordings/" in finished  # its recording (not a link: not http)
+
+
+def test_pause_resume_and_cancel_from_the_page(
+    browser: TestClient, services: Services, data: Demo
+) -> None:
+    page = f"/console/executions/{data.deferred}"
+
+    def status() -> str:
+        return services.executions.get(data.org, data.workflow, data.deferred).record.status
+
+    answer = _post(browser, f"{page}/pause", page)
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    assert status() == "PAUSED"
+    shown = browser.get(answer.headers["location"]).text  # type: ignore[attr-defined]
+    assert 'data-status="PAUSED"' in shown
+    assert "Paused." in shown
+    _post(browser, f"{page}/resume", page)
+    assert status() == "RUNNING"
+    _post(browser, f"{page}/cancel", page)
+    assert status() == "CANCELLED"
+    again = _post(browser, f"{page}/resume", page)
+    assert again.status_code == 409  # type: ignore[attr-defined]
+
+
+def test_bulk_cancel_by_phone_asks_first(
+    browser: TestClient, services: Services, data: Demo
+) -> None:
+    confirm = browser.get("/console/bulk-cancel", params={"phone": "+13105550104"})
+    assert confirm.status_code == 200
+    assert data.deferred[:8] in confirm.text
+    assert "Yes, cancel them" in confirm.text
+    assert services.executions.get(data.org, data.workflow, data.deferred).record.status == (
+        "RUNNING"
+    )
+    done = browser.post(
+        "/console/bulk-cancel",
+        data={"csrf": csrf_of(confirm.text), "phone": "+13105550104", "lead": "", "workflow": ""},
+    )
+    assert done.status_code == 200
+    assert "Cancelled 1 executions." in done.text
+    assert services.executions.get(data.org, data.workflow, data.deferred).record.status == (
+        "CANCELLED"
+    )
+    assert browser.get("/console/bulk-cancel").status_code == 400
+
+
+def test_live_fragments_follow_the_engine(
+    browser: TestClient, services: Services, clock: VirtualClock, data: Demo
+) -> None:
+    created = services.executions.create(
+        data.org, data.workflow, lead("+12125550177", "lead-live", zipcode="10001")
+    ).record
+    clock.advance_to(clock.now() + timedelta(days=(7 - clock.now().weekday()) % 7))
+    live = f"/console/executions/{created.id}/live"
+    before = browser.get(live).text
+    assert "Agent reported" not in before
+    services.engine.run_until_idle(clock, until=clock.now() + timedelta(hours=3))
+    after = browser.get(live).text
+    assert "Agent reported" in after
+    assert "lead-live" in browser.get("/console/executions/rows").text
+
+
+# -- workflows, compliance, suppressions, agents ---------------------------------------------------
+
+
+def test_workflows_list_and_funnel(browser: TestClient, data: Demo) -> None:
+    page = browser.get("/console/workflows").text
+    assert "Two-step follow-up" in page
+    assert "Nurture (graph)" in page
+    assert "3 started" in page  # seed 002's workflow: three executions this week
+    assert "v1" in page
+
+
+def test_linear_workflow_graph_versions_and_schedule(
+    browser: TestClient, services: Services, data: Demo
+) -> None:
+    services.workflows.update(data.org, data.workflow, {"description": "v2", "timezone": "UTC"})
+    page = browser.get(f"/console/workflows/{data.workflow}").text
+    assert page.count("<svg") >= 2  # the graph and the weekly bands
+    assert "1. CALL" in page
+    assert "2. TEXT" in page
+    assert "finish: CALENDLY" in page
+    assert "v2 (current)" in page
+    assert ">v1<" in page
+    assert "Workflow schedule" in page
+    assert "09:00-17:00" in page
+    leads = re.findall(
+        r'<tr data-node="[^"]+"><td>([^<]+)</td><td>[^<]+</td><td class="leads-now">(\d+)', page
+    )
+    assert sum(int(n) for _, n in leads) >= 1
+
+
+def test_graph_workflow_draws_nodes_edges_and_leads_now(browser: TestClient, data: Demo) -> None:
+    page = browser.get(f"/console/workflows/{data.graph_workflow}").text
+    for label in ("Call", "3 tries?", "Wait 2 days", "Converted", "Unresponsive"):
+        assert f">{label}" in page
+    assert "COMPLETED" in page
+    assert ">true<" in page
+    row = re.search(
+        r'<tr data-node="wait"><td>Wait 2 days</td><td>TIME</td><td class="leads-now">(\d+)', page
+    )
+    assert row is not None
+    assert row.group(1) == "1"
+    fragment = browser.get(f"/console/workflows/{data.graph_workflow}/graph")
+    assert fragment.status_code == 200
+    assert "<svg" in fragment.text
+
+
+def test_compliance_explain_view(browser: TestClient, data: Demo) -> None:
+    page = browser.get(
+        "/console/compliance",
+        params={
+            "phone": "+13105550104",
+            "zipcode": "90001",
+            "channel": "CALL",
+            "at": "2026-03-10T05:00:00Z",
+            "workflow": data.workflow,
+        },
+    )
+    assert page.status_code == 200
+    text = page.text
+    assert "Not allowed now" in text
+    assert 'id="next-opening">2026-03-10T' in text
+    assert "47 CFR § 64.1200(c)(1)" in text
+    assert "America/Los_Angeles" in text
+    assert "Open under every rule above" in text  # the week drawn
+    bad = browser.get("/console/compliance", params={"phone": "123"})
+    assert bad.status_code == 400
+    assert 'role="alert"' in bad.text
+
+
+def test_suppression_add_cancels_the_waiting_execution_and_remove_keeps_the_audit(
+    browser: TestClient, services: Services, data: Demo
+) -> None:
+    answer = _post(
+        browser,
+        "/console/suppressions",
+        "/console/suppressions",
+        phone="+13105550104",
+        channel="ALL",
+        reason="asked on the phone",
+    )
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    page = browser.get(answer.headers["location"]).text  # type: ignore[attr-defined]
+    assert "1 waiting executions cancelled" in page
+    record = services.executions.get(data.org, data.workflow, data.deferred).record
+    assert record.status == "CANCELLED"
+    mine = browser.get("/console/suppressions", params={"phone": "+13105550104"}).text
+    entry = re.search(r'action="/console/suppressions/([^/]+)/remove"', mine)
+    assert entry is not None
+    removed = _post(
+        browser,
+        f"/console/suppressions/{entry.group(1)}/remove",
+        "/console/suppressions",
+        reason="consent given",
+    )
+    assert removed.status_code == 303  # type: ignore[attr-defined]
+    audit = browser.get("/console/suppressions", params={"phone": "+13105550104"}).text
+    assert "consent given" in audit
+    assert "asked on the phone" in audit
+    bad = _post(browser, "/console/suppressions", "/console/suppressions", phone="12")
+    assert bad.status_code == 400  # type: ignore[attr-defined]
+
+
+def test_agents_show_their_health(browser: TestClient, data: Demo) -> None:
+    page = browser.get("/console/agents").text
+    assert "CALL agent" in page
+    assert "TEXT agent" in page
+    assert "closed" in page  # the breaker
+    assert browser.get("/console/agents/rows").status_code == 200
+
+
+def test_console_routes_are_not_in_the_openapi_document(anonymous: TestClient) -> None:
+    paths = anonymous.get("/openapi.json").json()["paths"]
+    assert not any(p == "/" or p.startswith("/console") for p in paths)
