@@ -9,6 +9,7 @@ from reachflow.agents.port import Agent
 from reachflow.agents.retell import RetellAgent
 from reachflow.agents.simulator import SimulatorAgent
 from reachflow.agents.twilio import TwilioAgent
+from reachflow.agents.webhook import WebhookAgent
 from reachflow.domain.compliance import NoEvidencePolicy
 from reachflow.runtime.clock import Clock, SystemClock
 from reachflow.runtime.compliance import ContactCompliance
@@ -54,6 +55,8 @@ class Services:
     def close(self) -> None:
         self.worker.stop()
         self.engine.close()
+        for agent in self.engine.agents.values():
+            getattr(agent, "close", lambda: None)()  # the webhook agent's HTTP client
         self.ledger.close()
         self.db.dispose()
 
@@ -74,6 +77,7 @@ def bootstrap(
     simulator = SimulatorAgent(ledger)
     agents: dict[str, Agent] = {
         "simulator": simulator,
+        "webhook": WebhookAgent(),
         "twilio": TwilioAgent(base_url=settings.twilio_base_url),
         "retell": RetellAgent(base_url=settings.retell_base_url),
         **(extra_agents or {}),

@@ -11,6 +11,7 @@ from typing import Any
 
 from reachflow.agents.retell import check_retell_config
 from reachflow.agents.twilio import check_twilio_config
+from reachflow.agents.webhook import check_webhook_config, with_secret
 from reachflow.domain.enums import Channel, Disposition
 from reachflow.domain.errors import (
     Conflict,
@@ -136,6 +137,8 @@ class AgentService:
         values = validate_agent(body, partial=False, limits=self.limits)
         if values.get("provider") == "twilio":
             check_twilio_agent(values["channel"], values.get("config", {}))
+        if values.get("provider") == "webhook":
+            values["config"] = webhook_config(values.get("config", {}), None, self.limits)
         if values.get("provider") == "retell":
             check_retell_agent(values["channel"], values.get("config", {}))
         now = self.clock.now()
@@ -190,6 +193,10 @@ class AgentService:
             merged = replace(record, **values, updated_at=self.clock.now())
             if merged.provider == "twilio" and values.keys() & {"provider", "config", "channel"}:
                 check_twilio_agent(merged.channel, merged.config)
+            if merged.provider == "webhook" and values.keys() & {"provider", "config"}:
+                previous = record.config if record.provider == "webhook" else None
+                config = webhook_config(merged.config, previous, self.limits)
+                merged = replace(merged, config=config)
             if merged.provider == "retell" and values.keys() & {"provider", "config", "channel"}:
                 check_retell_agent(merged.channel, merged.config)
             self.store.accounts.update_agent(
@@ -230,11 +237,25 @@ def validate_agent(
         if not isinstance(config, dict):
             problems.add("config", "must be an object")
         else:
-            _check_simulator_config(config, problems)
+            if body.get("provider") != "webhook":  # a webhook's: webhook_config
+                _check_simulator_config(config, problems)
             check_size(config, "config", limits.agent_config_bytes, problems)
             out["config"] = config
     problems.raise_if_any()
     return out
+
+
+def webhook_config(
+    config: dict[str, Any], previous: dict[str, Any] | None, limits: FieldLimits
+) -> dict[str, Any]:
+    """A webhook agent's config, checked (``agents.webhook``), with its ``secret``: the one
+    given, else the agent's current one, else a new one (returned in the agent's config)."""
+    config = with_secret(config, previous)
+    problems = ProblemCollector()
+    check_webhook_config(config, problems)
+    check_size(config, "config", limits.agent_config_bytes, problems)
+    problems.raise_if_any()
+    return config
 
 
 def check_retell_agent(channel: str, config: dict[str, Any]) -> None:
