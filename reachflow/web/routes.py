@@ -22,6 +22,7 @@ from reachflow.bootstrap import Services
 from reachflow.domain.enums import Disposition, ExecutionStatus
 from reachflow.domain.errors import (
     FieldError,
+    NotFound,
     ReachflowError,
     ValidationFailed,
 )
@@ -427,7 +428,10 @@ def _execution_values(console: Console, execution_id: str) -> dict[str, Any]:
     services = console.services
     view = services.executions.get(console.org, None, execution_id)  # type: ignore[arg-type]
     events = services.executions.events(console.org, None, execution_id)  # type: ignore[arg-type]
-    workflow = services.workflows.get(console.org, view.record.workflow_id)
+    try:
+        workflow = services.workflows.get(console.org, view.record.workflow_id)
+    except NotFound:  # a deleted workflow: its executions' history stays visible
+        workflow = None
     agents = {a.id: a.name for a in services.agents.list(console.org)}
     names = _node_names(view.definition)
     calls = [

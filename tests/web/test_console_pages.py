@@ -399,3 +399,12 @@ def test_agents_show_their_health(browser: TestClient, data: Demo) -> None:
 def test_console_routes_are_not_in_the_openapi_document(anonymous: TestClient) -> None:
     paths = anonymous.get("/openapi.json").json()["paths"]
     assert not any(p == "/" or p.startswith("/console") for p in paths)
+
+
+def test_an_execution_of_a_deleted_workflow_stays_visible(
+    browser: TestClient, services: Services, data: Demo
+) -> None:
+    services.workflows.delete(data.org, data.workflow)
+    page = browser.get(f"/console/executions/{data.finished}")
+    assert page.status_code == 200
+    assert "(deleted)" in page.text
