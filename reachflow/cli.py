@@ -1,4 +1,5 @@
-"""``reachflow serve | worker | migrate | api-key create | list | revoke``."""
+"""``reachflow serve | worker | migrate | api-key create | list | revoke |
+payment-secret create``."""
 
 from __future__ import annotations
 
@@ -32,13 +33,25 @@ def main(argv: list[str] | None = None) -> int:
     key_sub = key.add_subparsers(dest="action", required=True)
     create = key_sub.add_parser("create", help="create a key; printed as the last line")
     create.add_argument("--org", default=None, help="organization name (created if needed)")
-    create.add_argument(
+    scope = create.add_mutually_exclusive_group()
+    scope.add_argument(
         "--admin", action="store_true", help="a key of the admin scope (it may read /metrics)"
+    )
+    scope.add_argument(
+        "--publishable",
+        action="store_true",
+        help="a publishable key: it only starts public executions (safe in a browser)",
     )
     listing = key_sub.add_parser("list", help="list keys (prefix, never the key)")
     listing.add_argument("--org", default=None, help="only this organization's keys")
     revoke = key_sub.add_parser("revoke", help="revoke the one key with this prefix")
     revoke.add_argument("prefix", help="the key's prefix, as api-key list shows it")
+    payment = sub.add_parser("payment-secret", help="the payment webhook secret")
+    payment_sub = payment.add_subparsers(dest="action", required=True)
+    secret = payment_sub.add_parser(
+        "create", help="a new secret for the organization (replaces its last); the last line"
+    )
+    secret.add_argument("--org", default=None, help="organization name (created if needed)")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -78,9 +91,20 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     services = bootstrap(settings)
     try:
+        if args.command == "payment-secret":
+            return _payment_secret(services, settings, args)
         return _api_key(services, settings, args)
     finally:
         services.close()
+
+
+def _payment_secret(services: Services, settings: Settings, args: argparse.Namespace) -> int:
+    org_name = args.org or settings.default_organization
+    org_id, secret = services.public_sessions.set_payment_secret(org_name)
+    print(f"organization: {org_name} ({org_id})")
+    print("payment webhook secret (shown once; sign POST /v1/public/payments/webhook with it):")
+    print(secret)
+    return 0
 
 
 def _api_key(services: Services, settings: Settings, args: argparse.Namespace) -> int:
@@ -100,11 +124,14 @@ def _api_key(services: Services, settings: Settings, args: argparse.Namespace) -
         print(f"revoked {key.prefix} ({key.organization}, {key.scope}) at {_when(key.revoked_at)}")
         return 0
     org_name = args.org or settings.default_organization
-    scope = "admin" if args.admin else "organization"
+    scope = "admin" if args.admin else "publishable" if args.publishable else "organization"
     org_id, api_key = services.accounts.create_api_key(org_name, scope=scope)
     print(f"organization: {org_name} ({org_id})")
     print(f"scope: {scope}")
-    print("API key (shown once; send it as X-API-Key):")
+    if scope == "publishable":
+        print("publishable key (shown once; send it as Authorization: Bearer):")
+    else:
+        print("API key (shown once; send it as X-API-Key):")
     print(api_key)
     return 0
 

@@ -12,6 +12,7 @@ from reachflow import __version__
 from reachflow.api.errors import install_error_handlers
 from reachflow.api.middleware import install_middleware
 from reachflow.api.openapi import install_openapi
+from reachflow.api.public_envelope import install_public_surface
 from reachflow.api.routes import (
     agent_calls,
     agents,
@@ -20,6 +21,7 @@ from reachflow.api.routes import (
     dialnexa_leads,
     executions,
     ops,
+    public,
     retell,
     twilio,
     workflows,
@@ -49,6 +51,7 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     install_middleware(app, services.settings)  # request ids, 500/503, rate and body limits
+    install_public_surface(app, services.settings)  # /v1/public: the envelope, CORS
     for module in (
         agents,
         workflows,
@@ -59,6 +62,7 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
         agent_calls,
         twilio,
         retell,
+        public,
         ops,
     ):
         app.include_router(module.router)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from reachflow.services.executions import BulkRow, ExecutionView
+from reachflow.services.public_workflows import price_json
 from reachflow.store.records import AgentRecord, EventRecord, StepRecord, WorkflowRecord
 
 ACTIVE = ("CREATED", "RUNNING", "PAUSED")
@@ -64,6 +65,8 @@ def workflow_json(w: WorkflowRecord) -> dict[str, Any]:
         "tcpaSchedule": w.tcpa_schedule,
         "definition": w.definition,
         "version": w.version,
+        "publicExecute": w.public_execute,
+        "price": price_json(w.price_amount, w.price_currency),
         "createdAt": iso(w.created_at),
         "updatedAt": iso(w.updated_at),
     }

@@ -14,6 +14,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable
+from urllib.parse import parse_qsl
 
 import anyio
 from fastapi import FastAPI
@@ -265,12 +266,16 @@ async def _discard(receive: Receive, most: int) -> None:
 
 def api_key(scope: Scope) -> str | None:
     """The key a request presents, as ``deps.get_organization`` reads it: ``X-API-Key``, else
-    ``Authorization: Bearer``."""
+    ``Authorization: Bearer``; for a public execution read, its ``?token=`` client token."""
     key = header(scope, b"x-api-key")
     if not key:
         authorization = header(scope, b"authorization") or ""
         if authorization[:7].lower() == "bearer ":
             key = authorization[7:].strip()
+    if not key and scope.get("path", "").startswith(_PUBLIC_READS):
+        for name, value in parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")):
+            if name == "token" and value:
+                return value
     return key or None
 
 
@@ -336,13 +341,17 @@ class RateLimitMiddleware:
 def _is_signed_callback(scope: Scope, path: str) -> bool:
     """A provider webhook (``/api/v1/providers/...``, signed by the provider) or an agent's
     signed result report."""
-    if path.startswith(_PROVIDER_WEBHOOKS):
+    if path.startswith(_PROVIDER_WEBHOOKS) or path == _PAYMENT_WEBHOOK:
         return True
     return path.startswith(_AGENT_CALLS) and header(scope, b"webhook-signature") is not None
 
 
 _PROVIDER_WEBHOOKS = "/api/v1/providers/"
 _AGENT_CALLS = "/api/v1/agent-calls/"
+#: Signed by the organization's payment system (``docs/public-sessions.md``).
+_PAYMENT_WEBHOOK = "/v1/public/payments/webhook"
+#: Reads of a public execution with its client token (``?token=``).
+_PUBLIC_READS = "/v1/public/executions/"
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:

@@ -36,7 +36,9 @@ PROVIDERS = ("simulator", "webhook", "twilio", "retell")
 #: operator's endpoints (``/metrics``).
 ORGANIZATION_SCOPE = "organization"
 ADMIN_SCOPE = "admin"
-SCOPES = (ORGANIZATION_SCOPE, ADMIN_SCOPE)
+#: ``publishable``: safe to ship in a browser; it only starts public executions (seed 004).
+PUBLISHABLE_SCOPE = "publishable"
+SCOPES = (ORGANIZATION_SCOPE, ADMIN_SCOPE, PUBLISHABLE_SCOPE)
 AGENT_FIELDS = ("name", "channel", "provider", "config")
 
 
@@ -55,7 +57,8 @@ class AccountService:
         """A new key for ``organization`` (created if needed); returns (org id, key)."""
         if scope not in SCOPES:
             raise ValueError(f"unknown key scope {scope!r}")
-        key = "rf_" + secrets.token_urlsafe(32)
+        # A publishable key says so in its prefix (``rf_pk_``), so it is told apart at a glance.
+        key = ("rf_pk_" if scope == PUBLISHABLE_SCOPE else "rf_") + secrets.token_urlsafe(32)
         now = self.clock.now()
         with self.store.db.begin() as conn:
             org_id = self.store.accounts.ensure_organization(conn, organization, now)
@@ -82,8 +85,15 @@ class AccountService:
         return record
 
     def authenticate(self, key: str | None) -> str:
-        """The organization of an unrevoked key, or Unauthorized."""
-        return self.identify(key).organization_id
+        """The organization of an unrevoked secret key, or Unauthorized; a publishable key
+        is Forbidden (it reaches the public execution endpoint only)."""
+        record = self.identify(key)
+        if record.scope == PUBLISHABLE_SCOPE:
+            raise Forbidden(
+                "a publishable key only starts public executions "
+                "(POST /v1/public/workflows/{id}/executions)"
+            )
+        return record.organization_id
 
     def authorize_admin(self, key: str | None) -> ApiKeyRecord:
         """An unrevoked key of the admin scope: Unauthorized without one, Forbidden for a key

@@ -30,6 +30,7 @@ from reachflow.domain.errors import (
 from reachflow.domain.instants import BadInstant, parse_iso_instant
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
+from reachflow.services.idempotency import Claim
 from reachflow.services.phones import to_e164
 from reachflow.services.validation import DEFAULT_LIMITS, FieldLimits, check_size
 from reachflow.store.executions import ExecutionFilter, NewExecution
@@ -87,18 +88,44 @@ class ExecutionService:
 
     # -- create -----------------------------------------------------------------------------
 
-    def create(self, organization_id: str, workflow_id: str, body: dict[str, Any]) -> ExecutionView:
+    def create(
+        self,
+        organization_id: str,
+        workflow_id: str,
+        body: dict[str, Any],
+        *,
+        claim: Claim | None = None,
+    ) -> ExecutionView:
+        """One execution; with ``claim``, its idempotency key is recorded with it."""
         now = self.clock.now()
         with self.store.db.begin() as conn:
-            workflow = self._runnable_workflow(conn, organization_id, workflow_id)
-            row = self._new_row(organization_id, workflow, body, now, "")
-            self.store.contacts.lock_contacts(conn, [(organization_id, row.primary_phone)])
-            self._refuse_suppressed(conn, row, "")
-            self.store.executions.insert_executions(conn, [row], now)
+            row = self.start_in(conn, organization_id, workflow_id, body, now)
+            if claim is not None:
+                claim.record(conn, {"executionId": row.id}, now)
         self.engine.wakeup.set()
         return self.get(organization_id, workflow_id, row.id)
 
-    def create_bulk(self, organization_id: str, workflow_id: str, leads: object) -> list[BulkRow]:
+    def start_in(
+        self, conn: Any, organization_id: str, workflow_id: str, body: object, now: datetime
+    ) -> NewExecution:
+        """One execution of the workflow for the lead ``body``, in the caller's transaction
+        (the public sessions start their runs so); the caller sets ``engine.wakeup`` after
+        its commit."""
+        workflow = self._runnable_workflow(conn, organization_id, workflow_id)
+        row = self._new_row(organization_id, workflow, body, now, "")
+        self.store.contacts.lock_contacts(conn, [(organization_id, row.primary_phone)])
+        self._refuse_suppressed(conn, row, "")
+        self.store.executions.insert_executions(conn, [row], now)
+        return row
+
+    def create_bulk(
+        self,
+        organization_id: str,
+        workflow_id: str,
+        leads: object,
+        *,
+        claim: Claim | None = None,
+    ) -> list[BulkRow]:
         if not isinstance(leads, list) or not leads:
             raise ValidationFailed(FieldError("leads", "must be a non-empty list of leads"))
         if len(leads) > self.bulk_limit:
@@ -131,8 +158,11 @@ class ExecutionService:
                 self.store.executions.insert_executions(
                     conn, accepted[start : start + self.insert_batch], now
                 )
+            answer = [_bulk_row(r, suppressed) for r in results]
+            if claim is not None:
+                claim.record(conn, {"rows": [bulk_row_json(r) for r in answer]}, now)
         self.engine.wakeup.set()
-        return [_bulk_row(r, suppressed) for r in results]
+        return answer
 
     def _runnable_workflow(
         self, conn: Any, organization_id: str, workflow_id: str
@@ -393,6 +423,20 @@ class ExecutionService:
 
 def _with_state(record: ExecutionRecord, state: ExecutionState) -> ExecutionRecord:
     return replace(record, engine=state, status=state.status.value)
+
+
+def bulk_row_json(row: BulkRow) -> dict[str, Any]:
+    """A bulk row as an idempotency key keeps it (``bulk_row_of`` reads it back)."""
+    return {
+        "success": row.success,
+        "executionId": row.execution_id,
+        "customerLeadId": row.customer_lead_id,
+        "error": row.error,
+    }
+
+
+def bulk_row_of(raw: dict[str, Any]) -> BulkRow:
+    return BulkRow(raw["success"], raw["executionId"], raw["customerLeadId"], raw["error"])
 
 
 def _lead_id(lead: object) -> str | None:

@@ -22,6 +22,8 @@ from reachflow.domain.graph_definition import (
 from reachflow.domain.schedule import parse_timezone, parse_week_schedule
 from reachflow.runtime.clock import Clock
 from reachflow.services.executions import ExecutionService
+from reachflow.services.idempotency import Claim
+from reachflow.services.public_workflows import PUBLIC_FIELDS, parse_public_settings
 from reachflow.services.validation import start_validation
 from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import WorkflowRecord
@@ -38,6 +40,7 @@ WORKFLOW_FIELDS = frozenset(
         "definition",
         "startHour",
         "endHour",
+        *PUBLIC_FIELDS,
     }
 )
 #: Fields whose change makes a new version (running executions keep theirs).
@@ -55,7 +58,10 @@ class WorkflowService:
         self.clock = clock
         self.executions = executions
 
-    def create(self, organization_id: str, body: dict[str, Any]) -> WorkflowRecord:
+    def create(
+        self, organization_id: str, body: dict[str, Any], *, claim: Claim | None = None
+    ) -> WorkflowRecord:
+        """A new workflow; with ``claim``, its idempotency key is recorded with it."""
         with self.store.db.begin() as conn:
             channels = self.channels(conn, organization_id)
             values = validate_workflow(body, channels, partial=False)
@@ -73,6 +79,12 @@ class WorkflowService:
                 version=_version_of(values),
                 now=self.clock.now(),
             )
+            if values.get("public"):
+                self.store.workflows.update_workflow(
+                    conn, organization_id, workflow_id, values["public"]
+                )
+            if claim is not None:
+                claim.record(conn, {"workflowId": workflow_id}, self.clock.now())
             record = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
         assert record is not None
         return record
@@ -110,6 +122,7 @@ class WorkflowService:
                     changes[key] = values[key]
             if "active" in values:
                 changes["status"] = "active" if values["active"] else "paused"
+            changes.update(values.get("public", {}))
             starting = values.get("active") is True and not current.active
             if values.get("active", current.active) and ("definition" in values or starting):
                 check_runnable(values.get("definition", current.definition), channels)
@@ -200,6 +213,9 @@ def validate_workflow(
     for key in ("startHour", "endHour"):
         if key in body:
             problems.add(key, "legacy field: use workflowSchedule with timeRanges")
+    public = parse_public_settings(body, problems)
+    if public:
+        out["public"] = public
     graph_problems: list[GraphProblem] = []
     if "definition" in body or not partial:
         raw = body.get("definition")

@@ -37,6 +37,10 @@ class WorkflowRecord:
     definition: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    #: Outsiders may start it through the public endpoint (seed 004), at this price.
+    public_execute: bool = False
+    price_amount: int | None = None
+    price_currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ from reachflow.store.agent_calls import AgentCalls
 from reachflow.store.contacts import Contacts
 from reachflow.store.database import Database
 from reachflow.store.executions import Executions
+from reachflow.store.idempotency import IdempotencyKeys
+from reachflow.store.public_sessions import PublicSessions
 from reachflow.store.queue import Queue
 from reachflow.store.workflows import Workflows
 
@@ -21,3 +23,5 @@ class Store:
         self.executions = Executions()
         self.queue = Queue()
         self.contacts = Contacts()
+        self.idempotency = IdempotencyKeys()
+        self.public_sessions = PublicSessions()

@@ -199,6 +199,9 @@ def _workflow(row: Any) -> WorkflowRecord:
         definition=row["definition"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        public_execute=bool(row["public_execute"]),
+        price_amount=row["price_amount"],
+        price_currency=row["price_currency"],
     )
 
 

@@ -12,6 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
+#: The public surface (seed 004) answers its errors in the seed's envelope.
+PUBLIC_ERROR = {"$ref": "#/components/schemas/PublicError"}
 #: The operations that take a body (issue 9 counts 18), and nothing else.
 WITH_BODY = {
     ("post", "/api/v1/agents"),
@@ -33,8 +35,11 @@ WITH_BODY = {
     ("patch", "/v1/workflows/{workflowId}/nodes/{nodeId}"),
     ("post", "/v1/workflows/{workflowId}/edges"),
     ("post", "/v1/workflows/{workflowId}/leads"),
+    ("post", "/v1/public/workflows/{id}/executions"),
 }
 UNAUTHENTICATED = {("get", "/healthz")}
+#: Read with a client token (``?token=`` or a bearer token), not with an API key.
+CLIENT_TOKEN = {("get", "/v1/public/executions/{id}"), ("get", "/v1/public/executions/{id}/stream")}
 CAMEL_CASE = re.compile(r"[a-z][a-zA-Z0-9]*")
 
 
@@ -105,9 +110,10 @@ def test_every_operation_documents_its_errors_with_error_body(document: dict[str
             assert "413" in errors, f"{method} {path}"
         if "{" in path:
             assert "404" in errors, f"{method} {path}"
+        expected = PUBLIC_ERROR if path.startswith("/v1/public/") else ERROR_BODY
         for code in errors:
             content = responses[code]["content"]
-            assert content == {"application/json": {"schema": ERROR_BODY}}, (method, path, code)
+            assert content == {"application/json": {"schema": expected}}, (method, path, code)
     metrics = document["paths"]["/metrics"]["get"]["responses"]
     assert "403" in metrics
     assert "409" in document["paths"]["/v1/workflows/{workflowId}/activate"]["post"]["responses"]
@@ -130,6 +136,11 @@ def test_security_schemes_are_the_api_key_header_and_bearer(document: dict[str, 
     assert by_type["http"]["scheme"] == "bearer"
     for method, path, operation in operations(document):
         if (method, path) in UNAUTHENTICATED:
+            continue
+        if (method, path) in CLIENT_TOKEN:
+            assert "security" not in operation, f"{method} {path}"
+            query = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+            assert "token" in query, f"{method} {path}"
             continue
         required = {name for requirement in operation["security"] for name in requirement}
         assert required == set(schemes), f"{method} {path}"

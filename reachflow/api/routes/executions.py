@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from reachflow.api.bodies import body_of
 from reachflow.api.deps import (
@@ -22,6 +22,7 @@ from reachflow.api.feather_json import (
     execution_json,
     execution_list_item,
 )
+from reachflow.api.idempotency import IdempotencyKey, idempotent
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import (
     CancelTarget,
@@ -31,6 +32,7 @@ from reachflow.api.schemas import (
 )
 from reachflow.domain.enums import ExecutionStatus
 from reachflow.domain.errors import FieldError, ValidationFailed
+from reachflow.services.executions import bulk_row_of
 from reachflow.services.phones import to_e164
 from reachflow.store.executions import ExecutionFilter
 
@@ -46,9 +48,25 @@ TargetBody = Annotated[dict[str, Any], Depends(body_of(CancelTarget))]
     "/workflow/{workflowId}/execution", status_code=201, responses=errors(404, 409, 422, body=True)
 )
 def create_execution(
-    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: LeadBody
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    body: LeadBody,
+    key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    return execution_json(services.executions.create(org, workflow_id, body))
+    executions = services.executions
+    return idempotent(
+        services,
+        org,
+        request,
+        response,
+        body,
+        key,
+        lambda claim: execution_json(executions.create(org, workflow_id, body, claim=claim)),
+        lambda done: execution_json(executions.get(org, workflow_id, done["executionId"])),
+    )
 
 
 @router.post(
@@ -57,9 +75,27 @@ def create_execution(
     responses=errors(404, 409, 422, body=True),
 )
 def bulk_create(
-    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: BulkBody
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    body: BulkBody,
+    key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    return bulk_json(services.executions.create_bulk(org, workflow_id, body.get("leads")))
+    leads = body.get("leads")
+    return idempotent(
+        services,
+        org,
+        request,
+        response,
+        body,
+        key,
+        lambda claim: bulk_json(
+            services.executions.create_bulk(org, workflow_id, leads, claim=claim)
+        ),
+        lambda done: bulk_json([bulk_row_of(r) for r in done["rows"]]),
+    )
 
 
 @router.get("/workflow/{workflowId}/executions", responses=errors(404))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from reachflow.api.bodies import body_of
 from reachflow.api.deps import CleanParameters, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.feather_json import workflow_json
+from reachflow.api.idempotency import IdempotencyKey, idempotent
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import WorkflowCreate, WorkflowUpdate
 
@@ -18,13 +19,26 @@ router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"], dependencies=[
 MAX_OFFSET = 1_000_000_000
 
 
-@router.post("", status_code=201, responses=errors(body=True))
+@router.post("", status_code=201, responses=errors(409, body=True))
 def create_workflow(
+    request: Request,
+    response: Response,
     services: ServicesDep,
     org: OrgDep,
     body: Annotated[dict[str, Any], Depends(body_of(WorkflowCreate))],
+    key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    return workflow_json(services.workflows.create(org, body))
+    workflows = services.workflows
+    return idempotent(
+        services,
+        org,
+        request,
+        response,
+        body,
+        key,
+        lambda claim: workflow_json(workflows.create(org, body, claim=claim)),
+        lambda done: workflow_json(workflows.get(org, done["workflowId"])),
+    )
 
 
 @router.get("", responses=errors())

@@ -28,6 +28,7 @@ from reachflow.api.schemas.common import (
     TimeZoneName,
 )
 from reachflow.api.schemas.graph import GraphDefinition
+from reachflow.api.schemas.public import Price
 from reachflow.api.schemas.schedule import WeekSchedule
 from reachflow.domain.definition import MAX_COUNT
 
@@ -136,6 +137,11 @@ class WorkflowCreate(Body):
     workflowSchedule: WeekSchedule | None = None
     tcpaSchedule: WeekSchedule | None = None
     definition: Definition
+    publicExecute: bool = Field(
+        default=False,
+        description="Outsiders may start it: POST /v1/public/workflows/{id}/executions",
+    )
+    price: Price | None = Field(default=None, description="A public execution waits for payment")
 
 
 class WorkflowUpdate(Body):
@@ -151,6 +157,8 @@ class WorkflowUpdate(Body):
     workflowSchedule: WeekSchedule | None = None
     tcpaSchedule: WeekSchedule | None = None
     definition: Definition = None
+    publicExecute: bool = None
+    price: Price | None = Field(default=None, description="null: free")
 
 
 # -- executions ---------------------------------------------------------------------------
