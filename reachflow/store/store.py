@@ -9,6 +9,8 @@ from reachflow.store.database import Database
 from reachflow.store.executions import Executions
 from reachflow.store.idempotency import IdempotencyKeys
 from reachflow.store.public_sessions import PublicSessions
+from reachflow.store.idempotency import IdempotencyKeys
+from reachflow.store.public_sessions import PublicSessions
 from reachflow.store.queue import Queue
 from reachflow.store.workflows import Workflows
 
@@ -23,5 +25,7 @@ class Store:
         self.executions = Executions()
         self.queue = Queue()
         self.contacts = Contacts()
+        self.idempotency = IdempotencyKeys()
+        self.public_sessions = PublicSessions()
         self.idempotency = IdempotencyKeys()
         self.public_sessions = PublicSessions()
