@@ -23,9 +23,7 @@ from reachflow.services.contacts import ContactService
 from reachflow.services.executions import ExecutionService
 from reachflow.services.graph_workflows import GraphWorkflowService
 from reachflow.services.idempotency import IdempotencyService
-from reachflow.services.idempotency import IdempotencyService
 from reachflow.services.leads import LeadService
-from reachflow.services.public_sessions import PublicSessionService, PublicSettings
 from reachflow.services.public_sessions import PublicSessionService, PublicSettings
 from reachflow.services.validation import FieldLimits
 from reachflow.services.workflows import WorkflowService
@@ -55,8 +53,6 @@ class Services:
     leads: LeadService
     agent_calls: AgentCallService
     agent_health: AgentHealthService
-    idempotency: IdempotencyService
-    public_sessions: PublicSessionService
     idempotency: IdempotencyService
     public_sessions: PublicSessionService
 
@@ -148,21 +144,6 @@ def bootstrap(
             limits=limits,
         ),
     )
-    idempotency = IdempotencyService(
-        store, clock, timedelta(hours=settings.idempotency_key_hours)
-    )
-    public_sessions = PublicSessionService(
-        store,
-        executions,
-        idempotency,
-        clock,
-        PublicSettings(
-            token_ttl=timedelta(hours=settings.client_token_ttl_hours),
-            payment_timeout=timedelta(minutes=settings.payment_timeout_minutes),
-            payment_secret=settings.payment_webhook_secret,
-            limits=limits,
-        ),
-    )
     return Services(
         settings=settings,
         db=db,
@@ -191,8 +172,6 @@ def bootstrap(
         agent_health=AgentHealthService(
             store, clock, timedelta(seconds=settings.report_timeout_seconds)
         ),
-        idempotency=idempotency,
-        public_sessions=public_sessions,
         idempotency=idempotency,
         public_sessions=public_sessions,
     )

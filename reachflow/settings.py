@@ -93,28 +93,6 @@ class Settings(BaseSettings):
     #: ``*``: any; empty: none.
     public_cors_origins: str = "*"
 
-    # --- Public execution sessions and idempotency keys (docs/public-sessions.md) ---
-    #: How long an idempotency key holds its result (the secret API's ``Idempotency-Key``
-    #: header and the public endpoint's ``idempotencyKey``); after it, the key is new again.
-    idempotency_key_hours: float = Field(default=24.0, gt=0)
-    #: How long a client token reads its execution.
-    client_token_ttl_hours: float = Field(default=168.0, gt=0)
-    #: A priced session not paid within this is cancelled (``workflow_cancelled``).
-    payment_timeout_minutes: float = Field(default=60.0, gt=0)
-    #: The Standard Webhooks secret (``whsec_...``) that signs payment webhooks of
-    #: organizations without their own (``reachflow payment-secret create``); empty: none.
-    payment_webhook_secret: str = ""
-    #: The status stream: how often it looks for changes, how long one connection lasts
-    #: (the client reconnects with Last-Event-ID), its keep-alive comments, the client's
-    #: reconnection delay it announces.
-    public_stream_poll_seconds: float = Field(default=1.0, gt=0)
-    public_stream_max_seconds: float = Field(default=300.0, gt=0)
-    public_stream_keepalive_seconds: float = Field(default=15.0, gt=0)
-    public_stream_retry_ms: int = Field(default=2000, ge=0)
-    #: Origins whose pages may call ``/v1/public`` from a browser (CORS), comma-separated;
-    #: ``*``: any; empty: none.
-    public_cors_origins: str = "*"
-
     # --- Request limits: body sizes and rate limits (docs/configuration.md, docs/security.md) ---
     #: The largest request body accepted, in bytes; a larger one is a 413 (PAYLOAD_TOO_LARGE).
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)

@@ -9,8 +9,6 @@ from reachflow.store.database import Database
 from reachflow.store.executions import Executions
 from reachflow.store.idempotency import IdempotencyKeys
 from reachflow.store.public_sessions import PublicSessions
-from reachflow.store.idempotency import IdempotencyKeys
-from reachflow.store.public_sessions import PublicSessions
 from reachflow.store.queue import Queue
 from reachflow.store.workflows import Workflows
 
@@ -25,7 +23,5 @@ class Store:
         self.executions = Executions()
         self.queue = Queue()
         self.contacts = Contacts()
-        self.idempotency = IdempotencyKeys()
-        self.public_sessions = PublicSessions()
         self.idempotency = IdempotencyKeys()
         self.public_sessions = PublicSessions()
