@@ -1,0 +1,1 @@
+"""The Temporal runtime: executions driven by Temporal workflows (docs/scaling.md)."""
