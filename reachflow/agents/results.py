@@ -13,7 +13,7 @@ from typing import Any
 from reachflow.agents.port import AgentCall, AgentResult
 from reachflow.domain.enums import Disposition
 from reachflow.domain.errors import ProblemCollector
-from reachflow.domain.instants import BadInstant, parse_iso_instant
+from reachflow.domain.instants import read_instant
 
 RESULT_FIELDS = frozenset({"disposition", "agentCall", "reply", "extra"})
 CALL_FIELDS = frozenset(
@@ -44,8 +44,8 @@ def parse_result(body: dict[str, Any], call_id: str, now: datetime) -> AgentResu
     for key in raw_call:
         if key not in CALL_FIELDS:
             problems.add(f"agentCall.{key}", "unknown field")
-    started = _instant(raw_call.get("callStartedAt"), "agentCall.callStartedAt", problems)
-    ended = _instant(raw_call.get("callEndedAt"), "agentCall.callEndedAt", problems)
+    started = read_instant(raw_call.get("callStartedAt"), "agentCall.callStartedAt", problems)
+    ended = read_instant(raw_call.get("callEndedAt"), "agentCall.callEndedAt", problems)
     duration = raw_call.get("callDuration")
     if duration is None:
         duration = int((ended - started).total_seconds()) if started and ended else 0
@@ -97,16 +97,3 @@ def _disposition(raw: object, field: str, problems: ProblemCollector) -> Disposi
 
 def _bad(field: str, problems: ProblemCollector) -> None:
     problems.add(field, f"must be one of {', '.join(d.value for d in Disposition)}")
-
-
-def _instant(raw: object, field: str, problems: ProblemCollector) -> datetime | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        problems.add(field, "must be an ISO 8601 date-time string")
-        return None
-    try:
-        return parse_iso_instant(raw)
-    except BadInstant as exc:
-        problems.add(field, str(exc))
-        return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from reachflow.domain.errors import ProblemCollector
+
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 12, 31, 23, 59, 59, tzinfo=UTC)
 
@@ -35,3 +37,18 @@ def parse_iso_instant(raw: str) -> datetime:
 
 
 _RANGE = f"out of range: from {EARLIEST.date()} to {LATEST.date()} (UTC)"
+
+
+def read_instant(raw: object, field: str, problems: ProblemCollector) -> datetime | None:
+    """An optional instant from a request body: None when absent, else ``parse_iso_instant``;
+    a bad one is a problem naming ``field``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        problems.add(field, "must be an ISO 8601 date-time string")
+        return None
+    try:
+        return parse_iso_instant(raw)
+    except BadInstant as exc:
+        problems.add(field, str(exc))
+        return None

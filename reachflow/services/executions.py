@@ -27,7 +27,7 @@ from reachflow.domain.errors import (
     Suppressed,
     ValidationFailed,
 )
-from reachflow.domain.instants import BadInstant, parse_iso_instant
+from reachflow.domain.instants import read_instant as parse_instant
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
 from reachflow.services.idempotency import Claim
@@ -455,19 +455,6 @@ def _bulk_row(row: BulkRow | NewExecution, suppressed: dict[str, str]) -> BulkRo
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def parse_instant(raw: object, field: str, problems: ProblemCollector) -> datetime | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        problems.add(field, "must be an ISO 8601 date-time string")
-        return None
-    try:
-        return parse_iso_instant(raw)
-    except BadInstant as exc:
-        problems.add(field, str(exc))
-        return None
 
 
 def parse_location(
