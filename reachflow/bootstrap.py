@@ -16,6 +16,7 @@ from reachflow.runtime.compliance import ContactCompliance
 from reachflow.runtime.embedded.dispatcher import DispatchLimits
 from reachflow.runtime.embedded.engine import Engine, EngineConfig
 from reachflow.runtime.embedded.worker import EmbeddedWorker
+from reachflow.runtime.temporal.client import TemporalRuntime
 from reachflow.services.accounts import AccountService, AgentService
 from reachflow.services.agent_calls import AgentCallService
 from reachflow.services.agent_health import AgentHealthService
@@ -55,9 +56,13 @@ class Services:
     agent_health: AgentHealthService
     idempotency: IdempotencyService
     public_sessions: PublicSessionService
+    #: The Temporal client when ``REACHFLOW_RUNTIME=temporal``.
+    temporal: TemporalRuntime | None = None
 
     def close(self) -> None:
         self.worker.stop()
+        if self.temporal is not None:
+            self.temporal.close()
         self.engine.close()
         for agent in self.engine.agents.values():
             getattr(agent, "close", lambda: None)()  # the webhook agent's HTTP client
@@ -144,7 +149,7 @@ def bootstrap(
             limits=limits,
         ),
     )
-    return Services(
+    services = Services(
         settings=settings,
         db=db,
         store=store,
@@ -175,3 +180,9 @@ def bootstrap(
         idempotency=idempotency,
         public_sessions=public_sessions,
     )
+    if settings.runtime == "temporal":
+        services.temporal = TemporalRuntime(
+            settings.temporal_address, settings.temporal_namespace, settings.temporal_task_queue
+        )
+        services.temporal.install(engine)
+    return services

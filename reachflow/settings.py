@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     default_organization: str = "default"
     log_level: str = "INFO"
 
+    # --- Runtime (docs/scaling.md) ---
+    #: ``embedded`` (worker threads or ``reachflow worker`` processes over the SQL store) or
+    #: ``temporal`` (one Temporal workflow per execution; run ``reachflow temporal-worker``).
+    runtime: Literal["embedded", "temporal"] = "embedded"
+    #: The Temporal frontend (host:port), namespace and task queue of the temporal runtime.
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "reachflow"
+    #: Activity threads in one ``reachflow temporal-worker``.
+    temporal_activity_threads: int = Field(default=32, ge=1)
+
     # --- Public execution sessions and idempotency keys (docs/public-sessions.md) ---
     #: How long an idempotency key holds its result (the secret API's ``Idempotency-Key``
     #: header and the public endpoint's ``idempotencyKey``); after it, the key is new again.

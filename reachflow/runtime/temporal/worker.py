@@ -1,0 +1,47 @@
+"""``reachflow temporal-worker``: a Temporal worker for the execution workflows and their
+activity. Several can run at once, on many machines, against one cluster and one database."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from reachflow.runtime.embedded.engine import Engine
+from reachflow.runtime.temporal.activities import ExecutionActivities
+from reachflow.runtime.temporal.workflow import ExecutionWorkflow
+
+
+def build_worker(
+    client: Client, engine: Engine, task_queue: str, executor: ThreadPoolExecutor
+) -> Worker:
+    activities = ExecutionActivities(engine)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ExecutionWorkflow],
+        activities=[activities.sync],
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+    )
+
+
+async def run_worker(
+    engine: Engine,
+    address: str,
+    namespace: str,
+    task_queue: str,
+    *,
+    threads: int = 32,
+    stop: asyncio.Event | None = None,
+) -> None:
+    client = await Client.connect(address, namespace=namespace)
+    with ThreadPoolExecutor(threads, thread_name_prefix="reachflow-activity") as executor:
+        worker = build_worker(client, engine, task_queue, executor)
+        if stop is None:
+            await worker.run()
+            return
+        async with worker:
+            await stop.wait()

@@ -1,0 +1,158 @@
+"""The Temporal runtime against a real dev server: one workflow per execution driving the same
+``decide``; the API answers as on the embedded runtime. Short delays, real time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from temporalio.client import Client
+
+from reachflow.api import create_app
+from reachflow.bootstrap import Services, bootstrap
+from reachflow.runtime.temporal.client import workflow_id_of
+from reachflow.runtime.temporal.devserver import DevServer
+from reachflow.runtime.temporal.worker import run_worker
+from reachflow.settings import Settings
+from tests.helpers import make_agent
+
+#: Places whose calling hours cover some part of every UTC day but 11:00-12:00 UTC.
+PLACES = [
+    ("10001", "NY", "+12125550123", "America/New_York"),
+    ("90012", "CA", "+13105550123", "America/Los_Angeles"),
+    ("00901", "PR", "+17875550123", "America/Puerto_Rico"),
+    ("96813", "HI", "+18085550123", "Pacific/Honolulu"),
+    ("96910", "GU", "+16715550123", "Pacific/Guam"),
+]
+
+
+def open_place() -> tuple[str, str, str, str]:
+    """A contact location whose calling hours are open now, with an hour to spare."""
+    now = datetime.now(UTC)
+    for place in PLACES:
+        local = now.astimezone(ZoneInfo(place[3]))
+        if 9 <= local.hour < 19 and local.weekday() < 5:
+            return place
+    pytest.skip("no test location is inside its calling hours at this hour")
+
+
+class Runtime:
+    def __init__(self, services: Services, client: TestClient, org: str) -> None:
+        self.services = services
+        self.client = client
+        self.org = org
+
+    def wait_for(self, check: Callable[[], Any], timeout: float = 25.0, every: float = 0.1) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(every)
+        raise AssertionError("timed out")
+
+
+@pytest.fixture
+def runtime(temporal_server: DevServer, tmp_path: Path, sqlite_template: Path) -> Iterator[Runtime]:
+    import shutil
+
+    db = tmp_path / "reachflow.db"
+    shutil.copy(sqlite_template, db)
+    queue = f"reachflow-test-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        database_url=f"sqlite:///{db}",
+        runtime="temporal",
+        temporal_address=temporal_server.address,
+        temporal_task_queue=queue,
+    )
+    services = bootstrap(settings, migrate=False)
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+
+    def work() -> None:
+        loop.run_until_complete(
+            run_worker(
+                services.engine, temporal_server.address, "default", queue, threads=8, stop=stop
+            )
+        )
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    org, key = services.accounts.create_api_key("acme")
+    with TestClient(create_app(services, run_worker=False)) as client:
+        client.headers["X-API-Key"] = key
+        yield Runtime(services, client, org)
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(15)
+    services.close()
+
+
+def _workflow(runtime: Runtime, steps: list[dict[str, Any]], tz: str) -> str:
+    agent = make_agent(
+        runtime.services, runtime.org, defaultDisposition="NO_ANSWER", ringDurationSecs=1
+    )
+    for step in steps:
+        step.setdefault("agentId", agent)
+    response = runtime.client.post(
+        "/api/v1/workflow",
+        json={"name": "t", "active": True, "timezone": tz, "definition": {"steps": steps}},
+    )
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])
+
+
+def _start(runtime: Runtime, workflow_id: str, place: tuple[str, str, str, str]) -> dict[str, Any]:
+    zipcode, state, phone, _ = place
+    response = runtime.client.post(
+        f"/api/v1/workflow/{workflow_id}/execution",
+        json={
+            "customerLeadId": "lead-1",
+            "primaryPhone": phone,
+            "zipcode": zipcode,
+            "state": state,
+        },
+    )
+    assert response.status_code in (200, 201), response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _get(runtime: Runtime, workflow_id: str, execution_id: str) -> dict[str, Any]:
+    response = runtime.client.get(f"/api/v1/workflow/{workflow_id}/execution/{execution_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _call(step: int) -> dict[str, Any]:
+    return {"type": "CALL", "order": step, "delayInSecs": 1, "leaveVoicemail": False}
+
+
+def test_linear_workflow_runs_to_completion(runtime: Runtime) -> None:
+    place = open_place()
+    workflow_id = _workflow(runtime, [_call(1), _call(2)], place[3])
+    created = _start(runtime, workflow_id, place)
+    execution_id = created["id"]
+    assert created["temporalWorkflowId"] == workflow_id_of(execution_id)
+
+    done = runtime.wait_for(
+        lambda: (b := _get(runtime, workflow_id, execution_id))["status"] == "COMPLETED" and b
+    )
+    assert [s["status"] for s in done["stepExecutions"]] == ["COMPLETED", "COMPLETED"]
+    # exactly one call per step
+    assert sum(runtime.services.simulator.calls_placed.values()) == 2
+
+    async def result() -> Any:
+        client = await Client.connect(runtime.services.settings.temporal_address)
+        return await client.get_workflow_handle(created["temporalWorkflowId"]).result()
+
+    assert asyncio.run(result()) == "COMPLETED"
