@@ -156,3 +156,40 @@ def test_linear_workflow_runs_to_completion(runtime: Runtime) -> None:
         return await client.get_workflow_handle(created["temporalWorkflowId"]).result()
 
     assert asyncio.run(result()) == "COMPLETED"
+
+
+def _put(runtime: Runtime, workflow_id: str, execution_id: str, status: str) -> dict[str, Any]:
+    response = runtime.client.put(
+        f"/api/v1/workflow/{workflow_id}/execution/{execution_id}", json={"status": status}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_pause_resume_and_cancel_reach_the_workflow(runtime: Runtime) -> None:
+    place = open_place()
+    # a long delay: the execution waits on a durable timer when paused
+    workflow_id = _workflow(runtime, [{**_call(1), "delayInSecs": 3}, _call(2)], place[3])
+    first = _start(runtime, workflow_id, place)["id"]
+    second = _start(runtime, workflow_id, place)["id"]
+
+    assert _put(runtime, workflow_id, first, "PAUSED")["status"] == "PAUSED"
+    cancelled = runtime.client.post(
+        f"/api/v1/workflow/{workflow_id}/executions/{second}/cancel"
+    ).json()
+    assert cancelled["status"] == "CANCELLED"
+    time.sleep(4)  # past the delay: a paused execution does not move
+    assert _get(runtime, workflow_id, first)["status"] == "PAUSED"
+    assert sum(runtime.services.simulator.calls_placed.values()) == 0
+    _put(runtime, workflow_id, first, "RUNNING")
+    runtime.wait_for(lambda: _get(runtime, workflow_id, first)["status"] == "COMPLETED")
+
+
+    async def status(execution_id: str) -> Any:
+        client = await Client.connect(runtime.services.settings.temporal_address)
+        return await client.get_workflow_handle(workflow_id_of(execution_id)).result()
+
+    assert asyncio.run(status(first)) == "COMPLETED"
+    assert asyncio.run(status(second)) == "CANCELLED"
+    assert sum(runtime.services.simulator.calls_placed.values()) == 2  # first's two steps
