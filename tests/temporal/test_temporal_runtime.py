@@ -8,13 +8,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
+from temporalio import workflow
 from temporalio.client import Client
 
 from reachflow.api import create_app
@@ -22,6 +23,7 @@ from reachflow.bootstrap import Services, bootstrap
 from reachflow.runtime.temporal.client import workflow_id_of
 from reachflow.runtime.temporal.devserver import DevServer
 from reachflow.runtime.temporal.worker import run_worker
+from reachflow.runtime.temporal.workflow import WORKFLOW_NAME, RunInput
 from reachflow.settings import Settings
 from tests.helpers import make_agent
 
@@ -94,6 +96,16 @@ def runtime(temporal_server: DevServer, tmp_path: Path, sqlite_template: Path) -
     loop.call_soon_threadsafe(stop.set)
     thread.join(15)
     services.close()
+
+
+@workflow.defn(name=WORKFLOW_NAME, sandboxed=False)
+class ChangedWorkflow:
+    """A changed loop (it sleeps before its first sync): replaying an old history must fail."""
+
+    @workflow.run
+    async def run(self, spec: RunInput) -> str | None:
+        await workflow.sleep(timedelta(seconds=1))
+        return None
 
 
 def _workflow(runtime: Runtime, steps: list[dict[str, Any]], tz: str) -> str:
@@ -185,7 +197,6 @@ def test_pause_resume_and_cancel_reach_the_workflow(runtime: Runtime) -> None:
     _put(runtime, workflow_id, first, "RUNNING")
     runtime.wait_for(lambda: _get(runtime, workflow_id, first)["status"] == "COMPLETED")
 
-
     async def status(execution_id: str) -> Any:
         client = await Client.connect(runtime.services.settings.temporal_address)
         return await client.get_workflow_handle(workflow_id_of(execution_id)).result()
@@ -193,3 +204,31 @@ def test_pause_resume_and_cancel_reach_the_workflow(runtime: Runtime) -> None:
     assert asyncio.run(status(first)) == "COMPLETED"
     assert asyncio.run(status(second)) == "CANCELLED"
     assert sum(runtime.services.simulator.calls_placed.values()) == 2  # first's two steps
+
+
+def test_replay_of_a_recorded_history_catches_non_determinism(runtime: Runtime) -> None:
+    from temporalio.worker import Replayer
+
+    from reachflow.runtime.temporal.workflow import ExecutionWorkflow
+
+    place = open_place()
+    workflow_id = _workflow(runtime, [_call(1)], place[3])
+    created = _start(runtime, workflow_id, place)
+
+    async def history() -> Any:
+        client = await Client.connect(runtime.services.settings.temporal_address)
+        handle = client.get_workflow_handle(created["temporalWorkflowId"])
+        assert await handle.result() == "COMPLETED"
+        return await handle.fetch_history()
+
+    recorded = asyncio.run(history())
+
+    async def replay() -> None:
+        await Replayer(workflows=[ExecutionWorkflow]).replay_workflow(recorded)
+        outcome = await Replayer(workflows=[ChangedWorkflow]).replay_workflow(
+            recorded, raise_on_replay_failure=False
+        )
+        assert outcome.replay_failure is not None
+        assert "nondetermin" in str(outcome.replay_failure).lower()
+
+    asyncio.run(replay())
