@@ -11,10 +11,12 @@ from reachflow.agents.simulator import SimulatorAgent
 from reachflow.agents.twilio import TwilioAgent
 from reachflow.agents.webhook import WebhookAgent
 from reachflow.domain.compliance import NoEvidencePolicy
+from reachflow.domain.events import DeliveryPolicy
 from reachflow.runtime.clock import Clock, SystemClock
 from reachflow.runtime.compliance import ContactCompliance
 from reachflow.runtime.embedded.dispatcher import DispatchLimits
 from reachflow.runtime.embedded.engine import Engine, EngineConfig
+from reachflow.runtime.embedded.webhooks import WebhookLimits
 from reachflow.runtime.embedded.worker import EmbeddedWorker
 from reachflow.runtime.temporal.client import TemporalRuntime
 from reachflow.services.accounts import AccountService, AgentService
@@ -27,6 +29,7 @@ from reachflow.services.idempotency import IdempotencyService
 from reachflow.services.leads import LeadService
 from reachflow.services.public_sessions import PublicSessionService, PublicSettings
 from reachflow.services.validation import FieldLimits
+from reachflow.services.webhooks import WebhookService
 from reachflow.services.workflows import WorkflowService
 from reachflow.settings import Settings
 from reachflow.store.database import Database
@@ -56,6 +59,7 @@ class Services:
     agent_health: AgentHealthService
     idempotency: IdempotencyService
     public_sessions: PublicSessionService
+    webhooks: WebhookService
     #: The Temporal client when ``REACHFLOW_RUNTIME=temporal``.
     temporal: TemporalRuntime | None = None
 
@@ -117,6 +121,18 @@ def bootstrap(
                 per_agent=settings.dispatch_per_agent,
                 threads=settings.dispatch_threads,
             ),
+            webhooks=WebhookLimits(
+                max_in_flight=settings.webhook_max_in_flight,
+                per_subscription=settings.webhook_per_subscription,
+                lease=timedelta(seconds=max(60.0, settings.webhook_timeout_seconds * 3)),
+            ),
+            delivery_policy=DeliveryPolicy(
+                max_backoff=timedelta(seconds=settings.webhook_max_backoff_seconds),
+                horizon=timedelta(seconds=settings.webhook_retry_horizon_seconds),
+                disable_after_failures=settings.webhook_disable_after_failures,
+                disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
+            ),
+            webhook_timeout=timedelta(seconds=settings.webhook_timeout_seconds),
         ),
         compliance=compliance,
     )
@@ -179,6 +195,7 @@ def bootstrap(
         ),
         idempotency=idempotency,
         public_sessions=public_sessions,
+        webhooks=WebhookService(store, engine, clock),
     )
     if settings.runtime == "temporal":
         services.temporal = TemporalRuntime(

@@ -60,6 +60,22 @@ class Settings(BaseSettings):
 
     #: An opt-out reply to a text stops calls too (FCC "revoke-all"), not just texts.
     stop_revokes_all: bool = False
+
+    # --- Event webhooks (docs/webhooks.md) ---
+    #: How long a subscriber may take to answer one delivery attempt.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    #: Deliveries in flight per subscription, and overall in one worker process.
+    webhook_per_subscription: int = Field(default=8, ge=1)
+    webhook_max_in_flight: int = Field(default=500, ge=1)
+    #: A failed attempt waits 5 s, doubling up to this, plus up to 20 % jitter ...
+    webhook_max_backoff_seconds: float = Field(default=3600.0, gt=0)
+    #: ... and a delivery is given up once its next attempt would start this long after its
+    #: first.
+    webhook_retry_horizon_seconds: float = Field(default=86400.0, gt=0)
+    #: A subscription is disabled after this many failed attempts in a row, spanning at least
+    #: this long.
+    webhook_disable_after_failures: int = Field(default=20, ge=1)
+    webhook_disable_after_seconds: float = Field(default=86400.0, ge=0)
     #: Bounds on stored free-form JSON (compact JSON text, bytes): an execution's or lead's
     #: ``metadata`` (also after a PUT merges into it), its ``variables`` (a graph lead's extra
     #: columns), an agent's ``config``.

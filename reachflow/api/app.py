@@ -24,6 +24,7 @@ from reachflow.api.routes import (
     public,
     retell,
     twilio,
+    webhooks,
     workflows,
 )
 from reachflow.bootstrap import Services
@@ -62,6 +63,7 @@ def create_app(services: Services, *, run_worker: bool = False) -> FastAPI:
         agent_calls,
         twilio,
         retell,
+        webhooks,
         public,
         ops,
     ):

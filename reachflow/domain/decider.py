@@ -213,6 +213,9 @@ class StepUpdated:
     agent_call: Mapping[str, Any] | None = None
     next_allowed_at: datetime | None = None
     scheduled_at: datetime | None = None
+    #: The contact's reply, on a step that waited for one.
+    reply: str | None = None
+    replied_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

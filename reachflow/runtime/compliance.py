@@ -211,16 +211,18 @@ class ContactCompliance:
         now: datetime,
         *,
         execution_id: str | None = None,
+        changes: list[tuple[str, str]] | None = None,
     ) -> bool:
         """Record what a contact's outcome or reply means. True when every channel is now
-        suppressed (the caller cancels the number's active executions)."""
+        suppressed (the caller cancels the number's active executions). ``changes`` collects
+        what was new: ``("consented", channel)`` and ``("suppressed", ALL | channel)``."""
         contacts = self.store.contacts
         if reaction.revoke_consent:
             contacts.revoke_consent(
                 conn, organization_id, phone, reaction.revoke_consent, reaction.reason, now
             )
         for channel in sorted(reaction.consent):
-            contacts.grant_consent(
+            granted = contacts.grant_consent(
                 conn,
                 consent_id=str(uuid.uuid4()),
                 organization_id=organization_id,
@@ -230,12 +232,14 @@ class ContactCompliance:
                 now=now,
                 execution_id=execution_id,
             )
+            if granted and changes is not None:
+                changes.append(("consented", channel.value))
         if not reaction.suppress:
             return False
         every = reaction.suppress == frozenset(Channel)
         channels = [ALL] if every else sorted(c.value for c in reaction.suppress)
         for channel_name in channels:
-            contacts.add_suppression(
+            _, added = contacts.add_suppression(
                 conn,
                 suppression_id=str(uuid.uuid4()),
                 organization_id=organization_id,
@@ -246,6 +250,8 @@ class ContactCompliance:
                 now=now,
                 execution_id=execution_id,
             )
+            if added and changes is not None:
+                changes.append(("suppressed", channel_name))
         return every
 
 

@@ -192,16 +192,21 @@ class ContactService:
             problems.add("channel", "must be CALL or TEXT")
         problems.raise_if_any()
         phone = to_e164(body.get("phoneNumber"), "phoneNumber")
+        now = self.clock.now()
         with self.store.db.begin() as conn:
-            self.store.contacts.grant_consent(
+            granted = self.store.contacts.grant_consent(
                 conn,
                 consent_id=str(uuid.uuid4()),
                 organization_id=organization_id,
                 phone=phone,
                 channel=Channel(channel),
                 source="api",
-                now=self.clock.now(),
+                now=now,
             )
+            if granted:
+                self.engine.events.contacts_consented(
+                    conn, [(organization_id, phone, channel, "api", None)], now
+                )
         return self.check(organization_id, phone)
 
     # -- explain ------------------------------------------------------------------------

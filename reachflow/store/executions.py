@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -68,13 +68,26 @@ class ExecutionFilter:
     due_before: datetime | None = None
 
 
+#: Told of every batch of new executions, in its transaction (the runtime records
+#: ``execution.created`` events so, whichever service created them).
+InsertedHook = Callable[[Connection, Sequence[NewExecution], datetime], None]
+
+
 class Executions:
+    def __init__(self) -> None:
+        self.inserted_hooks: list[InsertedHook] = []
+
     def insert_executions(
         self, conn: Connection, rows: Sequence[NewExecution], now: datetime
     ) -> None:
         """One multi-row INSERT per call; callers batch."""
         if not rows:
             return
+        self._insert(conn, rows, now)
+        for hook in self.inserted_hooks:
+            hook(conn, rows, now)
+
+    def _insert(self, conn: Connection, rows: Sequence[NewExecution], now: datetime) -> None:
         _INSERT_EXECUTIONS.execute(
             conn,
             [
@@ -475,6 +488,8 @@ def _update_row(change: StepUpdated) -> dict[str, Any]:
         "b_has_call": change.agent_call is not None,
         "b_next_allowed_at": change.next_allowed_at,
         "b_clear_next": clears,
+        "b_reply": change.reply,
+        "b_replied_at": change.replied_at,
     }
 
 
@@ -482,7 +497,7 @@ def _fold(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
     """Two updates of one step as one, with the effect of applying both in order (a step is
     written once per batch)."""
     folded = dict(later)
-    for name in ("b_started_at", "b_completed_at", "b_disposition"):
+    for name in ("b_started_at", "b_completed_at", "b_disposition", "b_reply", "b_replied_at"):
         if later[name] is None:
             folded[name] = earlier[name]
     if not later["b_has_call"]:
@@ -583,7 +598,8 @@ _STEP_UPDATE = (
     " disposition = COALESCE(:b_disposition, disposition),"
     " agent_call = CASE WHEN :b_has_call THEN {call} ELSE agent_call END,"
     " next_allowed_at = CASE WHEN :b_clear_next THEN NULL"
-    " ELSE COALESCE(:b_next_allowed_at, next_allowed_at) END"
+    " ELSE COALESCE(:b_next_allowed_at, next_allowed_at) END,"
+    " reply = COALESCE(:b_reply, reply), replied_at = COALESCE(:b_replied_at, replied_at)"
     " WHERE id = :b_id"
 )
 _WRITE_STEPS = DriverWrite(
@@ -592,7 +608,9 @@ _WRITE_STEPS = DriverWrite(
     .replace("COALESCE(:b_started_at,", "COALESCE(CAST(:b_started_at AS timestamptz),")
     .replace("COALESCE(:b_completed_at,", "COALESCE(CAST(:b_completed_at AS timestamptz),")
     .replace("COALESCE(:b_disposition,", "COALESCE(CAST(:b_disposition AS varchar),")
-    .replace("COALESCE(:b_next_allowed_at,", "COALESCE(CAST(:b_next_allowed_at AS timestamptz),"),
+    .replace("COALESCE(:b_next_allowed_at,", "COALESCE(CAST(:b_next_allowed_at AS timestamptz),")
+    .replace("COALESCE(:b_reply,", "COALESCE(CAST(:b_reply AS text),")
+    .replace("COALESCE(:b_replied_at,", "COALESCE(CAST(:b_replied_at AS timestamptz),"),
     postgresql_rows="UPDATE step_executions AS t SET status = v.status,"
     " started_at = COALESCE(CAST(v.started_at AS timestamptz), t.started_at),"
     " completed_at = COALESCE(CAST(v.completed_at AS timestamptz), t.completed_at),"
@@ -600,9 +618,11 @@ _WRITE_STEPS = DriverWrite(
     " agent_call = CASE WHEN CAST(v.has_call AS boolean) THEN CAST(v.agent_call AS json)"
     " ELSE t.agent_call END,"
     " next_allowed_at = CASE WHEN CAST(v.clear_next AS boolean) THEN NULL"
-    " ELSE COALESCE(CAST(v.next_allowed_at AS timestamptz), t.next_allowed_at) END"
+    " ELSE COALESCE(CAST(v.next_allowed_at AS timestamptz), t.next_allowed_at) END,"
+    " reply = COALESCE(CAST(v.reply AS text), t.reply),"
+    " replied_at = COALESCE(CAST(v.replied_at AS timestamptz), t.replied_at)"
     " FROM (VALUES {rows}) AS v(status, started_at, completed_at, disposition, has_call,"
-    " agent_call, clear_next, next_allowed_at, id) WHERE t.id = v.id",
+    " agent_call, clear_next, next_allowed_at, reply, replied_at, id) WHERE t.id = v.id",
 )
 _INSERT_EXECUTIONS = insert_write("executions", [c.name for c in executions.c])
 _INSERT_STEPS = insert_write("step_executions", [c.name for c in step_executions.c])
@@ -662,6 +682,8 @@ def _opened(record: ExecutionRecord, change: StepOpened, now: datetime) -> dict[
         "disposition": None,
         "agent_call": None,
         "created_at": now,
+        "reply": None,
+        "replied_at": None,
     }
 
 
@@ -680,6 +702,9 @@ def _updated(change: StepUpdated) -> dict[str, Any]:
         values["next_allowed_at"] = change.next_allowed_at
     if change.started_at is not None:
         values["next_allowed_at"] = None
+    if change.reply is not None:
+        values["reply"] = change.reply
+        values["replied_at"] = change.replied_at
     return values
 
 

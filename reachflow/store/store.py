@@ -10,6 +10,7 @@ from reachflow.store.executions import Executions
 from reachflow.store.idempotency import IdempotencyKeys
 from reachflow.store.public_sessions import PublicSessions
 from reachflow.store.queue import Queue
+from reachflow.store.webhooks import Webhooks
 from reachflow.store.workflows import Workflows
 
 
@@ -25,3 +26,4 @@ class Store:
         self.contacts = Contacts()
         self.idempotency = IdempotencyKeys()
         self.public_sessions = PublicSessions()
+        self.webhooks = Webhooks()

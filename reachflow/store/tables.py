@@ -152,6 +152,9 @@ step_executions = sa.Table(
     sa.Column("disposition", sa.String(32), nullable=True),
     sa.Column("agent_call", sa.JSON(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    #: The contact's reply to a step that waits for one (``waitForReply``, ``WAIT_FOR_REPLY``).
+    sa.Column("reply", sa.Text(), nullable=True),
+    sa.Column("replied_at", UTCDateTime(), nullable=True),
 )
 
 execution_events = sa.Table(
@@ -341,6 +344,125 @@ agent_health = sa.Table(
     sa.Column("recent_ok", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("recent_failed", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: Where an organization's systems want to hear about events (``docs/webhooks.md``).
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    #: The event types taken (``["*"]``: every type).
+    sa.Column("event_types", sa.JSON(), nullable=False),
+    #: The Standard Webhooks secret (``whsec_...``); after a rotation the previous one also
+    #: signs until ``previous_secret_until``.
+    sa.Column("secret", sa.String(120), nullable=False),
+    sa.Column("previous_secret", sa.String(120), nullable=True),
+    sa.Column("previous_secret_until", UTCDateTime(), nullable=True),
+    #: enabled | disabled (by request, or after its deliveries kept failing: ``disabled_reason``)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("disabled_reason", sa.Text(), nullable=True),
+    sa.Column("disabled_at", UTCDateTime(), nullable=True),
+    #: The current streak of failed attempts, and when it began.
+    sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("failing_since", UTCDateTime(), nullable=True),
+    sa.Column("last_success_at", UTCDateTime(), nullable=True),
+    sa.Column("last_failure_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_webhook_subscriptions_org", "organization_id", "created_at"),
+)
+
+#: Events some subscription of the organization takes, as they happened; the body is fixed
+#: when the event is recorded, so every delivery and redelivery of it sends the same bytes.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    #: Recording order (a redelivered range is queued in it).
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("execution_id", ID, nullable=True),
+    #: Deliveries of events with the same key go out one after another, in order.
+    sa.Column("order_key", sa.String(80), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("occurred_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_webhook_events_org_occurred", "organization_id", "occurred_at"),
+)
+
+#: One event to one subscription: the webhook outbox. pending -> in_flight -> delivered |
+#: failed; an in-flight row's lease ends at ``available_at``, its holder has the ``fence``.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("subscription_id", ID, sa.ForeignKey("webhook_subscriptions.id"), nullable=False),
+    sa.Column("event_id", sa.String(40), sa.ForeignKey("webhook_events.id"), nullable=False),
+    sa.Column("order_key", sa.String(80), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("fence", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("available_at", UTCDateTime(), nullable=False),
+    sa.Column("first_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("last_status_code", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("done_at", UTCDateTime(), nullable=True),
+    sa.Index(
+        "ix_webhook_deliveries_open",
+        "available_at",
+        sqlite_where=sa.text("status IN ('pending', 'in_flight')"),
+        postgresql_where=sa.text("status IN ('pending', 'in_flight')"),
+    ),
+    #: The head of each (subscription, order key) chain: only it may be sent.
+    sa.Index(
+        "ix_webhook_deliveries_chain",
+        "subscription_id",
+        "order_key",
+        "id",
+        sqlite_where=sa.text("status IN ('pending', 'in_flight')"),
+        postgresql_where=sa.text("status IN ('pending', 'in_flight')"),
+    ),
+    sa.Index("ix_webhook_deliveries_event", "subscription_id", "event_id"),
+)
+
+#: Every HTTP attempt of a delivery: the subscription's delivery log.
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("subscription_id", ID, nullable=False),
+    sa.Column("delivery_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("latency_ms", sa.Integer(), nullable=False),
+    sa.Column("ok", sa.Boolean(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Index("ix_webhook_attempts_subscription", "subscription_id", "id"),
 )
 
 #: Idempotency keys of creating requests: the ``Idempotency-Key`` header of the secret API and

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from reachflow.agents.http_action import HttpAction
 from reachflow.agents.port import Agent
+from reachflow.agents.subscribers import SubscriberClient
 from reachflow.domain.compile import compile_definition
 from reachflow.domain.compliance.reactions import ContactReaction, react_to_report
 from reachflow.domain.decider import (
@@ -46,12 +47,15 @@ from reachflow.domain.decider import (
     decide,
 )
 from reachflow.domain.enums import Channel, Disposition, ExecutionStatus
+from reachflow.domain.events import DeliveryPolicy
 from reachflow.domain.graph import Graph
 from reachflow.runtime.clock import Clock, VirtualClock
 from reachflow.runtime.compliance import ContactCompliance, ContactFacts, contact_facts
 from reachflow.runtime.embedded.dispatcher import Dispatcher, DispatchLimits, EffectHandler
+from reachflow.runtime.embedded.webhooks import WebhookDeliverer, WebhookLimits
+from reachflow.runtime.events import CreatedExecution, EventPublisher
 from reachflow.store.contacts import ConsentGrant, ContactRecords
-from reachflow.store.executions import ExecutionFilter, broken
+from reachflow.store.executions import ExecutionFilter, NewExecution, broken
 from reachflow.store.queue import NewEvent
 from reachflow.store.records import (
     ExecutionRecord,
@@ -88,6 +92,11 @@ class EngineConfig:
     #: This server's address as agents reach it: their result callbacks go here.
     callback_base: str = "http://127.0.0.1:8000"
     limits: DispatchLimits = field(default_factory=DispatchLimits)
+    #: Event webhooks: bounds of deliveries in flight, and how failing ones back off.
+    webhooks: WebhookLimits = field(default_factory=WebhookLimits)
+    delivery_policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    #: How long a subscriber may take to answer one delivery attempt.
+    webhook_timeout: timedelta = timedelta(seconds=10)
 
 
 @dataclass(slots=True)
@@ -120,6 +129,7 @@ class Engine:
         compliance: ContactCompliance,
         http: HttpAction | None = None,
         effect_handlers: Mapping[str, EffectHandler] | None = None,
+        subscribers: SubscriberClient | None = None,
     ) -> None:
         self.store = store
         self.agents = dict(agents)
@@ -134,6 +144,17 @@ class Engine:
             self,
             http=http or HttpAction(),
             effect_handlers={"suppress": self._suppress_effect, **(effect_handlers or {})},
+        )
+        #: Outbound events: recorded with the changes that raise them, delivered by the
+        #: webhook stage.
+        self.events = EventPublisher(store)
+        store.executions.inserted_hooks.append(self._executions_created)
+        self.webhooks = WebhookDeliverer(
+            self,
+            subscribers
+            or SubscriberClient(timeout_seconds=self.config.webhook_timeout.total_seconds()),
+            self.config.delivery_policy,
+            self.config.webhooks,
         )
 
     # -- deciding ---------------------------------------------------------------------------
@@ -197,6 +218,7 @@ class Engine:
         decision = decide(self.context(conn, record, now), record.engine, event, now)
         [(_, decision)] = self._withdraw_stopped(conn, [(record, decision)], now)
         self.store.executions.save_decision(conn, record, decision, now)
+        self.events.publish_decisions(conn, [(record, decision)], now)
         self._decided(1, bool(decision.dispatches or decision.effects))
         return decision
 
@@ -232,6 +254,7 @@ class Engine:
             decided.append((record, decision))
         decided = self._withdraw_stopped(conn, decided, now)
         self.store.executions.save_decisions(conn, decided, now)
+        self.events.publish_decisions(conn, decided, now)
         self._decided(len(decided), outgoing)
         return decided
 
@@ -321,6 +344,8 @@ class Engine:
                 + self.advance_due()
                 + self.dispatcher.record_results()
                 + self.dispatcher.claim()
+                + self.webhooks.record_results()
+                + self.webhooks.claim()
             )
             self.dispatcher.renew_leases()
             done += n
@@ -374,7 +399,7 @@ class Engine:
             if reaction is None:
                 continue
             if reaction.suppress or reaction.revoke_consent:
-                self.store.contacts.grant_consents(conn, grants)  # in order: grants first
+                self._grant(conn, grants, now)  # in order: grants first
                 grants = []
                 self.react(
                     conn,
@@ -397,7 +422,22 @@ class Engine:
                 )
                 for channel in sorted(reaction.consent)
             )
+        self._grant(conn, grants, now)
+
+    def _grant(self, conn: Connection, grants: Sequence[ConsentGrant], now: datetime) -> None:
+        """Record consents (a channel already consented is left alone) and tell subscribers
+        (``contact.consented``, also for a repeated grant)."""
+        if not grants:
+            return
         self.store.contacts.grant_consents(conn, grants)
+        self.events.contacts_consented(
+            conn,
+            [
+                (g.organization_id, g.phone, g.channel.value, g.source, g.execution_id)
+                for g in grants
+            ],
+            now,
+        )
 
     def advance_due(self) -> int:
         now = self.clock.now()
@@ -439,8 +479,12 @@ class Engine:
         # Creating an execution holds its contact's lock: the cancel below sees every
         # execution of the number created before this suppression.
         self.store.contacts.lock_contacts(conn, [(organization_id, phone)])
+        changes: list[tuple[str, str]] = []
         every = self.compliance.react(
-            conn, organization_id, phone, reaction, now, execution_id=execution_id
+            conn, organization_id, phone, reaction, now, execution_id=execution_id, changes=changes
+        )
+        self._publish_contact_changes(
+            conn, organization_id, phone, reaction, changes, now, execution_id
         )
         if not every:
             return 0
@@ -450,6 +494,57 @@ class Engine:
             f"number suppressed: {reaction.reason}",
             now,
         )
+
+    def _executions_created(
+        self, conn: Connection, rows: Sequence[NewExecution], now: datetime
+    ) -> None:
+        self.events.executions_created(
+            conn,
+            [
+                CreatedExecution(
+                    id=r.id,
+                    organization_id=r.organization_id,
+                    workflow_id=r.workflow_id,
+                    customer_lead_id=r.customer_lead_id,
+                    phone=r.primary_phone,
+                    status=r.engine.status.value,
+                    start_at=r.start_at,
+                    metadata=r.metadata,
+                )
+                for r in rows
+            ],
+            now,
+        )
+
+    def _publish_contact_changes(
+        self,
+        conn: Connection,
+        organization_id: str,
+        phone: str,
+        reaction: ContactReaction,
+        changes: Sequence[tuple[str, str]],
+        now: datetime,
+        execution_id: str | None,
+    ) -> None:
+        suppressed = [channel for kind, channel in changes if kind == "suppressed"]
+        if suppressed:
+            self.events.contact_suppressed(
+                conn,
+                organization_id,
+                phone,
+                suppressed,
+                reaction.reason,
+                reaction.source,
+                now,
+                execution_id=execution_id,
+            )
+        consented = [
+            (organization_id, phone, channel, reaction.source, execution_id)
+            for kind, channel in changes
+            if kind == "consented"
+        ]
+        if consented:
+            self.events.contacts_consented(conn, consented, now)
 
     def cancel_where(
         self, conn: Connection, flt: ExecutionFilter, reason: str, now: datetime
@@ -491,6 +586,7 @@ class Engine:
                     conn, exclude_agents=self.dispatcher.blocked(self.clock.now())
                 ),
                 self.dispatcher.next_capacity_at(self.clock.now()),
+                self.store.webhooks.next_at(conn, exclude=self.webhooks.saturated()),
             ]
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
@@ -503,8 +599,8 @@ class Engine:
         handled = 0
         for _ in range(max_rounds):
             handled += self.tick()
-            if self.dispatcher.busy:
-                self.dispatcher.wait_idle()
+            if self.busy:
+                self.wait_idle()
                 continue
             upcoming = self.next_work_at()
             if upcoming is None or (until is not None and upcoming > until):
@@ -517,13 +613,23 @@ class Engine:
 
     def _settle(self) -> int:
         handled = self.tick()
-        while self.dispatcher.busy:
-            self.dispatcher.wait_idle()
+        while self.busy:
+            self.wait_idle()
             handled += self.tick()
         return handled
 
+    @property
+    def busy(self) -> bool:
+        """Agent calls or webhook attempts are running, or their results wait to be recorded."""
+        return self.dispatcher.busy or self.webhooks.busy
+
+    def wait_idle(self) -> None:
+        self.dispatcher.wait_idle()
+        self.webhooks.wait_idle()
+
     def close(self) -> None:
         self.dispatcher.close()
+        self.webhooks.close()
 
 
 def contact_of(record: ExecutionRecord) -> tuple[str, str]:
