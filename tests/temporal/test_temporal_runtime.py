@@ -226,3 +226,118 @@ def test_replay_of_a_recorded_history_catches_non_determinism(runtime: Runtime) 
         assert "nondetermin" in str(outcome.replay_failure).lower()
 
     asyncio.run(replay())
+
+
+def _placed_at(runtime: Runtime) -> list[Any]:
+    """When the simulator placed each call, in order (its durable ledger)."""
+    import sqlalchemy as sa
+
+    from reachflow.store.tables import simulator_calls
+
+    with runtime.services.ledger.db.begin() as conn:
+        return sorted(conn.execute(sa.select(simulator_calls.c.placed_at)).scalars())
+
+
+def _short_cap(runtime: Runtime, seconds: float) -> None:
+    """Replace the rules with one NY cap of one attempt per ``seconds`` (the shipped caps are
+    hours long): the second step's call is then deferred by the gate, never skipped."""
+    from reachflow.domain.compliance import parse_rules
+
+    compliance = runtime.services.compliance
+    compliance.rules = parse_rules(
+        {
+            "version": "test",
+            "rules": [
+                {
+                    "id": "US-NY-test-cap",
+                    "version": "1",
+                    "jurisdiction": "NY",
+                    "channels": ["CALL", "TEXT"],
+                    "cap": {"max": 1, "hours": seconds / 3600},
+                    "consent_waives": False,
+                    "citation": "test",
+                    "source": "test",
+                    "confidence": "high",
+                }
+            ],
+        }
+    )
+    compliance.lookback = timedelta(seconds=seconds)
+    compliance._windows.clear()
+    compliance._cap_memo.clear()
+
+
+def test_a_deferred_step_waits_on_a_durable_timer_then_completes(runtime: Runtime) -> None:
+    place = open_place()
+    cap = 5.0
+    _short_cap(runtime, cap)
+    workflow_id = _workflow(runtime, [_call(1), {**_call(2), "delayInSecs": 0}], place[3])
+    created = _start(runtime, workflow_id, place)
+    execution_id = created["id"]
+
+    done = runtime.wait_for(
+        lambda: (b := _get(runtime, workflow_id, execution_id))["status"] == "COMPLETED" and b
+    )
+    assert [s["status"] for s in done["stepExecutions"]] == ["COMPLETED", "COMPLETED"]
+    assert sum(runtime.services.simulator.calls_placed.values()) == 2
+    # the second call went out no sooner than the cap allowed: it was held, then released
+    placed = _placed_at(runtime)
+    assert len(placed) == 2
+    gap = (placed[1] - placed[0]).total_seconds()
+    assert cap - 0.1 <= gap < cap + 5, gap
+
+    async def history() -> Any:
+        client = await Client.connect(runtime.services.settings.temporal_address)
+        handle = client.get_workflow_handle(created["temporalWorkflowId"])
+        assert await handle.result() == "COMPLETED"
+        return await handle.fetch_history()
+
+    timers = [
+        e for e in asyncio.run(history()).events if e.HasField("timer_started_event_attributes")
+    ]
+    assert timers, "the deferral is a durable timer"
+
+
+def test_graph_workflow_call_wait_call_runs_to_completion(runtime: Runtime) -> None:
+    services, org = runtime.services, runtime.org
+    agent = make_agent(services, org, defaultDisposition="NO_ANSWER", ringDurationSecs=1)
+
+    def voice(node_id: str) -> dict[str, Any]:
+        config = {"agent_id": agent, "needs_tcpa_compliance": False}
+        return {"id": node_id, "node_type": "VOICE_CALL", "config": config}
+
+    wait_secs = 2.0
+    nodes = [
+        voice("first"),
+        {"id": "wait", "node_type": "TIME", "config": {"delay_minutes": wait_secs / 60}},
+        voice("second"),
+        {"id": "lost", "node_type": "DROPPED", "config": {}},
+    ]
+    edges = [("first", "wait", None), ("wait", "second", None), ("second", "lost", None)]
+    definition = {
+        "nodes": nodes,
+        "edges": [
+            {"id": f"e{i}", "from_node_id": a, "to_node_id": b, "label": label}
+            for i, (a, b, label) in enumerate(edges, start=1)
+        ],
+    }
+    response = runtime.client.post(
+        "/v1/workflows",
+        json={"title": "call, wait, call", "definition": definition, "status": "active"},
+    )
+    assert response.status_code in (200, 201), response.text
+    wf = response.json()["id"]
+    services.leads.enroll(org, wf, [{"phone_number": "+12125550123"}])
+    rows, _ = services.leads.list(org, wf, page=1, limit=10, status=None, current_node_id=None)
+    (lead_id,) = [r.id for r in rows]
+
+    record = runtime.wait_for(
+        lambda: (r := services.leads.get(org, wf, lead_id)).status == "COMPLETED" and r
+    )
+    assert record.engine.outcome == "dropped"
+    path = [v["node_id"] for v in services.leads.history(org, wf, lead_id)["history"]]
+    assert path == ["first", "wait", "second", "lost"]
+    placed = _placed_at(runtime)
+    assert len(placed) == 2
+    # the second call waited for the first's ring (1 s) and the TIME node's durable timer
+    assert (placed[1] - placed[0]).total_seconds() >= wait_secs
