@@ -18,10 +18,15 @@ from reachflow.logs import configure_logging
 from reachflow.settings import Settings
 
 log = logging.getLogger("reachflow.cli")
+#: What ``reachflow --help`` says first (plain text: the help shows no markup).
+DESCRIPTION = (
+    "reachflow: a durable outreach-workflow engine. Run the API and worker, bring the "
+    "database schema up to date, and manage API keys."
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reachflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="reachflow", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="API and embedded worker in one process")
     serve.add_argument("--host", default=None)

@@ -34,6 +34,7 @@ from reachflow.domain.graph_definition import (
     ProblemCode,
     is_graph,
     parse_graph_definition,
+    with_ids,
 )
 
 BODY_MODEL_ATTR = "__body_model__"
@@ -69,7 +70,7 @@ def refusal(model: type[BaseModel], raw: Any, exc: ValidationError) -> Validatio
     graph = raw.get(GRAPH_FIELD) if isinstance(raw, dict) else None
     inside = any(_under(p.field, GRAPH_FIELD) for p in problems)
     if form == GRAPH_FIELD and is_graph(graph) and inside:
-        found = _parsed(graph, GRAPH_FIELD)
+        found = _parsed(with_ids(graph), GRAPH_FIELD)
         return _coded(found, problems, lambda f: _under(f, GRAPH_FIELD))
     if form == "node" and isinstance(raw, dict):
         node = raw if "id" in raw else {**raw, "id": "node"}

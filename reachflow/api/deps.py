@@ -51,7 +51,7 @@ OrgDep = Annotated[str, Depends(get_organization)]
 async def json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object, parsed defensively (``json_body``): malformed JSON, another
     type, excessive nesting, NUL or lone surrogates are a 400 naming the field."""
-    return parse_json_object(await request.body())
+    return parse_json_object(await request.body(), request.headers.get("content-type", ""))
 
 
 BodyDep = Annotated[dict[str, Any], Depends(json_object)]

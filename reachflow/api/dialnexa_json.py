@@ -5,9 +5,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from reachflow.api.feather_json import iso
+from reachflow.api.feather_json import iso, next_run_at, wire_times
+from reachflow.domain.graph_definition import condition_warnings, node_path
 from reachflow.services.leads import LEAD_STATUS
 from reachflow.store.records import ExecutionRecord, VersionRecord, WorkflowRecord
+
+
+def entry_node_id(definition: dict[str, Any]) -> str | None:
+    """Where leads start: ``entry_node_id`` if set, else the first node (as the engine reads
+    it)."""
+    entry = definition.get("entry_node_id")
+    if isinstance(entry, str):
+        return entry
+    nodes = definition.get("nodes")
+    first = nodes[0] if isinstance(nodes, list) and nodes else None
+    return first.get("id") if isinstance(first, dict) else None
+
+
+def warnings_json(definition: dict[str, Any], node_id: str | None = None) -> list[dict[str, str]]:
+    """What a draft may save but activation will refuse (``condition_warnings``), for the
+    whole graph or for one node."""
+    found = condition_warnings(definition, root="definition")
+    if node_id is not None:
+        found = [p for p in found if p.field.startswith(f"definition.{node_path(node_id)}")]
+    return [p.to_json() for p in found]
 
 
 def workflow_json(w: WorkflowRecord, *, enrolled_leads: int) -> dict[str, Any]:
@@ -23,12 +44,13 @@ def workflow_json(w: WorkflowRecord, *, enrolled_leads: int) -> dict[str, Any]:
         "timezone": w.timezone,
         "workflow_schedule": w.workflow_schedule,
         "tcpa_schedule": w.tcpa_schedule,
-        "entry_node_id": graph.get("entry_node_id") if graph else None,
+        "entry_node_id": entry_node_id(graph) if graph else None,
         "node_count": len(graph["nodes"]) if graph else 0,
         "edge_count": len(graph.get("edges") or []) if graph else 0,
         "enrolled_leads": enrolled_leads,
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
+        "warnings": warnings_json(graph) if graph else [],
     }
 
 
@@ -65,7 +87,7 @@ def lead_json(r: ExecutionRecord) -> dict[str, Any]:
         "outcome": r.engine.outcome,
         "disposition": r.engine.disposition.value if r.engine.disposition else None,
         "variables": r.variables,
-        "next_run_at": iso(r.engine.wake_at),
+        "next_run_at": next_run_at(r),
         "enrolled_at": iso(r.created_at),
         "created_at": iso(r.created_at),
         "started_at": iso(r.engine.started_at),
@@ -92,11 +114,5 @@ def page_meta(page: int, limit: int, total: int) -> dict[str, int]:
 
 
 def timed(value: Any) -> Any:
-    """Datetimes inside nested history rows as ISO strings."""
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, dict):
-        return {k: timed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [timed(v) for v in value]
-    return value
+    """Instants inside nested history rows, written as every instant is (``wire_times``)."""
+    return wire_times(value)

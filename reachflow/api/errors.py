@@ -25,6 +25,7 @@ from reachflow.domain.errors import (
 )
 from reachflow.domain.graph_definition import GraphInvalid
 from reachflow.logs import request_id_var
+from reachflow.services.leads import RowsInvalid
 
 STATUS_BY_ERROR: list[tuple[type[ReachflowError], int]] = [
     (ValidationFailed, 400),
@@ -101,6 +102,8 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         if isinstance(exc, GraphInvalid):  # each problem also names its machine code
             errors = [p.to_json() for p in exc.graph_problems]
+        if isinstance(exc, RowsInvalid):  # lead rows grouped by reason, with their rows
+            errors = exc.items
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(
             error_body(status, exc.message, exc.code, exc.field, errors), status, headers=headers

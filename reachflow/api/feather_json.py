@@ -2,18 +2,74 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
+from reachflow.domain.decider import Phase
+from reachflow.domain.enums import ExecutionStatus
 from reachflow.services.executions import BulkRow, ExecutionView
 from reachflow.services.public_workflows import price_json
-from reachflow.store.records import AgentRecord, EventRecord, StepRecord, WorkflowRecord
+from reachflow.store.records import (
+    AgentRecord,
+    EventRecord,
+    ExecutionRecord,
+    StepRecord,
+    WorkflowRecord,
+)
 
 ACTIVE = ("CREATED", "RUNNING", "PAUSED")
+#: Phases that wait on someone else (an agent's report, an action's result), not on a timer:
+#: their wake-up is a deadline, not a planned run.
+WAITING_ON_OTHERS = frozenset({Phase.DISPATCHED, Phase.APPLYING})
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    """The one way an instant goes on the wire: UTC, ISO 8601, ``Z``."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+_UTC_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00|Z)$")
+
+
+def wire_times(value: Any) -> Any:
+    """``value`` with every instant inside written by ``iso``: datetimes, and UTC instants
+    stored as text (an agent's ``callStartedAt``, an event's ``until``)."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, str) and _UTC_TEXT.match(value):
+        return value.replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {k: wire_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [wire_times(v) for v in value]
+    return value
+
+
+def next_run_at(r: ExecutionRecord) -> str | None:
+    """When the engine next acts on its own: a delay's end, a deferral's opening, a start.
+    None while it waits on an agent or an action (the wake-up then is a report deadline),
+    and once finished."""
+    if r.status not in ACTIVE or r.engine.phase in WAITING_ON_OTHERS:
+        return None
+    return iso(r.due_at)
+
+
+def started_at(r: ExecutionRecord) -> datetime:
+    """Seed 000's required ``startedAt``, the same from the create response on: when the
+    execution was accepted, or its ``startAt`` if that is later."""
+    if r.start_at is not None and r.start_at > r.created_at:
+        return r.start_at
+    return r.created_at
+
+
+def final_disposition(r: ExecutionRecord) -> str | None:
+    """Seed 000's "Final execution disposition": null until the execution has ended."""
+    return r.disposition if ExecutionStatus(r.status).is_terminal else None
 
 
 #: Agent config keys that hold credentials: shown in full only in the create response.
@@ -87,7 +143,7 @@ def step_json(s: StepRecord) -> dict[str, Any]:
         "leaveVoicemail": s.leave_voicemail,
         "disposition": s.disposition,
         "agentId": s.agent_id,
-        "agentCall": s.agent_call,
+        "agentCall": wire_times(s.agent_call),
         "nodeId": s.node_id,
         "scheduledAt": iso(s.scheduled_at),
         "nextAllowedAt": iso(s.next_allowed_at),
@@ -95,18 +151,18 @@ def step_json(s: StepRecord) -> dict[str, Any]:
 
 
 def execution_json(view: ExecutionView) -> dict[str, Any]:
-    """Exactly seed 000's response shape."""
+    """Seed 000's response shape (``execution_detail_json`` adds to it)."""
     r = view.record
     return {
         "id": r.id,
         "workflowId": r.workflow_id,
         "status": r.status,
         "temporalWorkflowId": r.temporal_workflow_id,
-        "startedAt": iso(r.started_at or r.start_at or r.created_at),
+        "startedAt": iso(started_at(r)),
         "completedAt": iso(r.completed_at),
         "customerLeadId": r.customer_lead_id,
         "metadata": r.metadata,
-        "disposition": r.disposition,
+        "disposition": final_disposition(r),
         "definition": view.definition,
         "stepExecutions": [step_json(s) for s in view.steps if s.kind == "ACTION"],
         "createdAt": iso(r.created_at),
@@ -126,7 +182,8 @@ def step_index(view: ExecutionView) -> int | None:
 
 
 def execution_detail_json(view: ExecutionView) -> dict[str, Any]:
-    """Seed 000's shape plus the list fields, the contact and the engine's reason."""
+    """Seed 000's shape plus the list fields, the contact and the engine's reason: the one
+    execution every endpoint answers (create, get, list, update, cancel)."""
     r = view.record
     return {
         **execution_json(view),
@@ -136,7 +193,7 @@ def execution_detail_json(view: ExecutionView) -> dict[str, Any]:
         "forwardingPhoneNumber": r.forwarding_phone_number,
         "variables": r.variables,
         "stepIndex": step_index(view),
-        "nextRunAt": iso(r.due_at) if r.status in ACTIVE else None,
+        "nextRunAt": next_run_at(r),
         "priorityDate": iso(r.priority_date),
         "startAt": iso(r.start_at),
         "reason": r.engine.reason,
@@ -152,7 +209,7 @@ def execution_list_item(view: ExecutionView, *, enriched: bool) -> dict[str, Any
 
 
 def event_json(e: EventRecord) -> dict[str, Any]:
-    return {"id": e.id, "type": e.kind, "at": iso(e.at), "data": e.data}
+    return {"id": e.id, "type": e.kind, "at": iso(e.at), "data": wire_times(e.data)}
 
 
 def bulk_json(rows: list[BulkRow]) -> dict[str, Any]:

@@ -26,14 +26,25 @@ _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 _INT_TOO_LONG = re.compile(rb"\d{%d}" % (MAX_INT_DIGITS + 1))
 
 
-def parse_json(raw: bytes, *, field: str = "body") -> Any:
-    """The JSON value ``raw`` holds, checked as the module says."""
+class InvalidJson(ValidationFailed):
+    """The body is not JSON (``INVALID_JSON``, as ``docs/workflows.md`` promises)."""
+
+    code = "INVALID_JSON"
+
+
+def parse_json(raw: bytes, *, field: str = "body", content_type: str = "") -> Any:
+    """The JSON value ``raw`` holds, checked as the module says. A body sent with another
+    ``content_type`` (a form, say) is told to send JSON when it does not parse."""
+    hint = ""
+    media = content_type.split(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        hint = f"; send a JSON object with Content-Type: application/json (this body is {media})"
     if not raw.strip():
-        raise ValidationFailed(FieldError(field, "a JSON body is required"))
+        raise InvalidJson(FieldError(field, f"a JSON body is required{hint}"))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValidationFailed(FieldError(field, "malformed JSON: not UTF-8")) from exc
+        raise InvalidJson(FieldError(field, f"malformed JSON: not UTF-8{hint}")) from exc
     # A cheap pre-scan: the deepest bracket run bounds the nesting before the parser recurses.
     if _depth_exceeds(text, MAX_DEPTH):
         raise ValidationFailed(FieldError(field, f"nested deeper than {MAX_DEPTH} levels"))
@@ -42,15 +53,15 @@ def parse_json(raw: bytes, *, field: str = "body") -> Any:
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except _NotFinite as exc:
-        raise ValidationFailed(FieldError(field, str(exc))) from exc
+        raise InvalidJson(FieldError(field, str(exc))) from exc
     except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise ValidationFailed(FieldError(field, f"malformed JSON: {exc}")) from exc
+        raise InvalidJson(FieldError(field, f"malformed JSON: {exc}{hint}")) from exc
     _check_strings(value, field)
     return value
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    value = parse_json(raw)
+def parse_json_object(raw: bytes, content_type: str = "") -> dict[str, Any]:
+    value = parse_json(raw, content_type=content_type)
     if not isinstance(value, dict):
         raise ValidationFailed(FieldError("body", "must be a JSON object"))
     return value

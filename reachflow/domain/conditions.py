@@ -7,6 +7,8 @@ Fields read only the execution's own state:
 * ``disposition`` (alias ``lastDisposition``): the last reported disposition;
 * ``agentCall.<field>``: the last call record (``callDuration``, ``status``, ...);
 * ``attempts``: actions dispatched in this execution; ``attempts.<nodeId>``: entries into a node;
+* ``call_status`` (DialNexa's CONDITIONAL example): the outcome group of the last reported
+  disposition, ``COMPLETED``, ``DNP`` or ``FAILED`` (see ``enums.OUTCOME_GROUPS``);
 * ``phone``, ``zipcode``, ``state``: the contact.
 """
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from reachflow.domain.enums import outcome_group
 from reachflow.domain.errors import ProblemCollector
 
 
@@ -34,8 +37,14 @@ class Logic(StrEnum):
     OR = "OR"
 
 
+CALL_STATUS = "call_status"
 _SCALAR_FIELDS = frozenset(
-    {"disposition", "lastDisposition", "attempts", "phone", "zipcode", "state"}
+    {"disposition", "lastDisposition", "attempts", "phone", "zipcode", "state", CALL_STATUS}
+)
+#: What an unknown field is told: every field a condition may read.
+KNOWN_FIELDS_HINT = (
+    "use variables.<key>, metadata.<key>, disposition, call_status, agentCall.<field>, "
+    "attempts or attempts.<nodeId>"
 )
 _PREFIXES = ("variables.", "metadata.", "agentCall.", "attempts.")
 AGENT_CALL_FIELDS = frozenset(
@@ -99,6 +108,9 @@ def lookup(facts: Facts, field: str) -> Any:
             return facts.disposition if facts.disposition is not None else _MISSING
         if field == "attempts":
             return facts.attempts
+        if field == CALL_STATUS:
+            group = outcome_group(facts.disposition)
+            return _MISSING if group is None else group
         value = {"phone": facts.phone, "zipcode": facts.zipcode, "state": facts.state}.get(field)
         return _MISSING if value is None else value
     if root == "attempts":
@@ -225,11 +237,16 @@ def _parse_condition(
         if key not in ("field", "operator", "value"):
             problems.add(f"{path}.{key}", "unknown field")
     field = item.get("field")
+    if isinstance(field, str) and field_is_known(field) and not field_is_known(field, node_ids):
+        problems.add(
+            f"{path}.field",
+            f"unknown field {field!r}: no node {field.partition('.')[2]!r} in this workflow",
+        )
+        return None
     if not isinstance(field, str) or not field_is_known(field, node_ids):
         problems.add(
             f"{path}.field",
-            f"unknown field {field!r}; use variables.<key>, metadata.<key>, disposition, "
-            "agentCall.<field>, attempts or attempts.<nodeId>",
+            f"unknown field {field!r}; {KNOWN_FIELDS_HINT}",
         )
         return None
     op_raw = item.get("operator")

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reachflow.domain.conditions import Facts, all_hold, lookup
+from reachflow.domain.conditions import CALL_STATUS, Facts, all_hold, lookup
 from reachflow.domain.enums import Channel, Disposition, ExecutionStatus, StepStatus
 from reachflow.domain.errors import IllegalTransition
 from reachflow.domain.gate import Gate
@@ -623,7 +623,8 @@ class _Run:
             stepExecutionId=step_id,
             until=answer.at.isoformat(),
             reason=answer.reason,
-            rules=list(answer.rules),
+            rules=list(answer.rules),  # the rules that set ``until``
+            closedNow=list(answer.closed_now),
             zones=list(answer.zones),
         )
 
@@ -721,10 +722,14 @@ class _Run:
     def branch(self, config: ConditionalConfig) -> str:
         if config.branch_field is not None:
             value = lookup(self.facts(), config.branch_field)
-            text = str(value) if isinstance(value, (str, int, float)) else ""
-            for label in config.branches:
-                if label.upper() == text.upper():
-                    return label
+            texts = [str(value) if isinstance(value, (str, int, float)) else ""]
+            if config.branch_field == CALL_STATUS and self.s.disposition is not None:
+                # A branch naming the disposition itself (NO_ANSWER) wins over its group (DNP).
+                texts.insert(0, self.s.disposition.value)
+            for text in texts:
+                for label in config.branches:
+                    if text and label.upper() == text.upper():
+                        return label
             return "default"
         if config.conditions is None:
             return "true"

@@ -60,4 +60,42 @@ class Disposition(StrEnum):
 #: Dispositions of a call nobody picked up; `leaveVoicemail` turns them into LEFT_VOICEMAIL.
 UNANSWERED = frozenset({Disposition.NO_ANSWER, Disposition.VOICEMAIL_DETECTED})
 
+#: DialNexa's outcome groups: the labels a call's outcome also answers to (``DNP`` = did not
+#: pick up). ``DISPATCH_FAILED`` is the outcome of a dispatch the agent refused.
+OUTCOME_GROUPS: dict[str, frozenset[str]] = {
+    "DNP": frozenset(
+        {
+            Disposition.NO_ANSWER,
+            Disposition.LINE_BUSY,
+            Disposition.VOICEMAIL_DETECTED,
+            Disposition.LEFT_VOICEMAIL,
+            Disposition.SILENCE_TIMEOUT,
+        }
+    ),
+    "FAILED": frozenset({Disposition.COULD_NOT_CONNECT, Disposition.BAD_NUMBER, "DISPATCH_FAILED"}),
+    "COMPLETED": frozenset(
+        {
+            Disposition.NOT_INTERESTED,
+            Disposition.WARM_TRANSFER,
+            Disposition.CALENDLY,
+            Disposition.DNC,
+            Disposition.ENDED,
+            Disposition.FRAUD,
+            Disposition.TEXT_CONSENT,
+            Disposition.CALL_AGAIN,
+        }
+    ),
+}
+
+
+def outcome_group(outcome: str | None) -> str | None:
+    """The group (``COMPLETED``, ``DNP``, ``FAILED``) an outcome belongs to, if any."""
+    if outcome is None:
+        return None
+    for group, members in OUTCOME_GROUPS.items():
+        if outcome in members:
+            return group
+    return None
+
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

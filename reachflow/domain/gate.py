@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reachflow.domain.enums import Channel
@@ -76,10 +76,14 @@ class GateAnswer:
     allowed: bool
     at: datetime | None  # the earliest allowed instant (== now when allowed); None = never
     reason: str
+    #: The rules that decide ``at``: those still closed just before it (a deferral waits for
+    #: them), or, when it never opens, those closed now.
     rules: tuple[str, ...] = ()
     zones: tuple[str, ...] = ()
     #: The number is on the suppression list for this channel: never dispatch, whatever the time.
     suppressed: bool = False
+    #: The rules closed at the instant checked (they may open before ``at``).
+    closed_now: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,7 @@ class Gate:
             return answer
         at: datetime | None = answer.at
         held: list[str] = []
+        deciding: tuple[str, ...] = answer.rules
         for _ in range(32):
             if at is None:
                 break
@@ -133,11 +138,15 @@ class Gate:
                 break
             release, cap = max(releases, key=lambda rc: rc[0])
             held.append(f"{cap.rule}@{cap.version}")
-            at = self.window_check(release, channel, needs_tcpa).at
+            after = self.window_check(release, channel, needs_tcpa)
+            at = after.at
+            # The cap's release decides, unless a window still closed then decides later.
+            deciding = after.rules if not after.allowed else (held[-1],)
         if not held:
             return answer
-        rules = tuple(dict.fromkeys((*answer.rules, *held)))
+        rules = tuple(dict.fromkeys((*deciding, *held)))
         caps_text = ", ".join(dict.fromkeys(held))
+        closed = tuple(dict.fromkeys((*answer.closed_now, *held)))
         if at is None:
             return GateAnswer(
                 False,
@@ -145,9 +154,15 @@ class Gate:
                 f"frequency cap {caps_text}; no window opens after it",
                 rules,
                 answer.zones,
+                closed_now=closed,
             )
         return GateAnswer(
-            False, at, f"frequency cap {caps_text} until {at.isoformat()}", rules, answer.zones
+            False,
+            at,
+            f"frequency cap {caps_text} until {_utc(at)}",
+            rules,
+            answer.zones,
+            closed_now=closed,
         )
 
     def window_check(self, now: datetime, channel: Channel, needs_tcpa: bool = True) -> GateAnswer:
@@ -172,13 +187,7 @@ class Gate:
         zones = tuple(sorted({c.zone for c in constraints}))
         if at is not None and at == now:
             return GateAnswer(True, now, "inside every window", (), zones)
-        closed_now = tuple(
-            dict.fromkeys(
-                f"{c.rule}@{c.version}"
-                for c, ivs in zip(constraints, per, strict=True)
-                if not any(iv.contains(now) for iv in shrink_ends(ivs, self.margin))
-            )
-        ) or tuple(dict.fromkeys(f"{c.rule}@{c.version}" for c in constraints))
+        closed_now = _closed_at(now, constraints, per, self.margin)
         if at is None:
             return GateAnswer(
                 False,
@@ -186,7 +195,36 @@ class Gate:
                 f"never open within {self.horizon.days} days: {', '.join(closed_now)}",
                 closed_now,
                 zones,
+                closed_now=closed_now,
             )
-        return GateAnswer(
-            False, at, f"outside {', '.join(closed_now)} ({', '.join(zones)})", closed_now, zones
+        # Whoever is still closed just before the opening set it (the others opened earlier).
+        opening = _closed_at(at - _INSTANT, constraints, per, self.margin)
+        reason = f"outside {', '.join(closed_now)} ({', '.join(zones)})"
+        if opening != closed_now:
+            reason += f"; opens when {', '.join(opening)} opens"
+        return GateAnswer(False, at, reason, opening, zones, closed_now=closed_now)
+
+
+_INSTANT = timedelta(microseconds=1)
+
+
+def _closed_at(
+    instant: datetime,
+    constraints: list[Constraint],
+    per: list[list[Interval]],
+    margin: timedelta,
+) -> tuple[str, ...]:
+    """The ``rule@version`` labels of the constraints closed at ``instant`` (all of them if
+    none is: a margin can close the intersection while each is open)."""
+    closed = tuple(
+        dict.fromkeys(
+            f"{c.rule}@{c.version}"
+            for c, ivs in zip(constraints, per, strict=True)
+            if not any(iv.contains(instant) for iv in shrink_ends(ivs, margin))
         )
+    )
+    return closed or tuple(dict.fromkeys(f"{c.rule}@{c.version}" for c in constraints))
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

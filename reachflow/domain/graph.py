@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from reachflow.domain.conditions import ConditionSet
+from reachflow.domain.enums import OUTCOME_GROUPS as OUTCOME_GROUPS  # re-exported
 from reachflow.domain.enums import Channel, Disposition
 
 
@@ -31,32 +32,6 @@ class EndOutcome(StrEnum):
     CONVERTED = "converted"
     DROPPED = "dropped"
 
-
-#: Extra labels an action outcome answers to, as DialNexa's VOICE_CALL outputs name them.
-OUTCOME_GROUPS: Mapping[str, frozenset[str]] = {
-    "DNP": frozenset(
-        {
-            Disposition.NO_ANSWER,
-            Disposition.LINE_BUSY,
-            Disposition.VOICEMAIL_DETECTED,
-            Disposition.LEFT_VOICEMAIL,
-            Disposition.SILENCE_TIMEOUT,
-        }
-    ),
-    "FAILED": frozenset({Disposition.COULD_NOT_CONNECT, Disposition.BAD_NUMBER, "DISPATCH_FAILED"}),
-    "COMPLETED": frozenset(
-        {
-            Disposition.NOT_INTERESTED,
-            Disposition.WARM_TRANSFER,
-            Disposition.CALENDLY,
-            Disposition.DNC,
-            Disposition.ENDED,
-            Disposition.FRAUD,
-            Disposition.TEXT_CONSENT,
-            Disposition.CALL_AGAIN,
-        }
-    ),
-}
 
 SKIPPED = "SKIPPED"
 NEXT = "next"

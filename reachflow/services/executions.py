@@ -20,6 +20,7 @@ from reachflow.domain.decider import (
 from reachflow.domain.enums import ExecutionStatus
 from reachflow.domain.errors import (
     FieldError,
+    IllegalTransition,
     NotFound,
     ProblemCollector,
     ReachflowError,
@@ -282,11 +283,8 @@ class ExecutionService:
                 else {r.id: [] for r in records}
             )
             views = [
-                ExecutionView(
-                    r,
-                    steps[r.id],
-                    self.engine.version(conn, r.version_id)[0].definition if enriched else {},
-                )
+                # The definition also when not enriched: ``stepIndex`` is read from it.
+                ExecutionView(r, steps[r.id], self.engine.version(conn, r.version_id)[0].definition)
                 for r in records
             ]
         return views, (records[-1].id if more and records else None)
@@ -315,47 +313,52 @@ class ExecutionService:
     def update(
         self, organization_id: str, workflow_id: str, execution_id: str, body: object
     ) -> ExecutionView:
-        """Feather's PUT: ``status`` PAUSED / RUNNING / CANCELLED, ``metadata`` merges."""
+        """Feather's PUT: ``status`` PAUSED / RUNNING / CANCELLED, ``metadata`` merges.
+
+        The status the execution already has is a no-op (seed 001's example sends
+        ``{"status": "CREATED", "metadata": {}}`` to a new execution); any other status the
+        engine alone sets (CREATED, COMPLETED, FAILED) is a 409 ``ILLEGAL_TRANSITION``.
+        """
         if not isinstance(body, dict):
             raise ValidationFailed(FieldError("body", "must be an object"))
         problems = ProblemCollector()
         for key in body:
             if key not in ("status", "metadata"):
                 problems.add(key, "unknown field; PUT takes status and metadata")
+        current = self._current(organization_id, workflow_id, execution_id)
         events: list[Event] = []
         if "metadata" in body:
             if not isinstance(body["metadata"], dict):
                 problems.add("metadata", "must be an object")
-            else:
-                current = self._metadata_of(organization_id, workflow_id, execution_id)
-                merged = {**current, **body["metadata"]}
+            elif body["metadata"]:
+                merged = {**current.engine.metadata, **body["metadata"]}
                 check_size(merged, "metadata", self.limits.metadata_bytes, problems)
                 events.append(MetadataMerged(body["metadata"]))
-        if body.get("status") is not None:
-            status = body["status"]
-            transitions: dict[str, Event] = {
-                "PAUSED": Paused(),
-                "RUNNING": Resumed(),
-                "CANCELLED": Cancelled("cancelled by request"),
-            }
-            if status not in {s.value for s in ExecutionStatus}:
-                problems.add("status", f"unknown status {status!r}")
-            elif status not in transitions:
-                problems.add(
-                    "status", f"cannot set status {status}; use PAUSED, RUNNING or CANCELLED"
-                )
-            else:
-                events.append(transitions[status])
+        status = body.get("status")
+        transitions: dict[str, Event] = {
+            "PAUSED": Paused(),
+            "RUNNING": Resumed(),
+            "CANCELLED": Cancelled("cancelled by request"),
+        }
+        if status is not None and status not in {s.value for s in ExecutionStatus}:
+            problems.add("status", f"unknown status {status!r}")
         problems.raise_if_any()
+        if status is not None and status != current.status:
+            if status not in transitions:
+                raise IllegalTransition(
+                    f"cannot set status {status} on a {current.status} execution; "
+                    "use PAUSED, RUNNING or CANCELLED",
+                    field="status",
+                )
+            events.append(transitions[status])
         self.apply(organization_id, workflow_id, execution_id, events)
         return self.get(organization_id, workflow_id, execution_id)
 
-    def _metadata_of(
+    def _current(
         self, organization_id: str, workflow_id: str, execution_id: str
-    ) -> dict[str, Any]:
+    ) -> ExecutionRecord:
         with self.store.db.read() as conn:
-            record = self._find(conn, organization_id, workflow_id, execution_id)
-        return dict(record.engine.metadata)
+            return self._find(conn, organization_id, workflow_id, execution_id)
 
     def apply(
         self,
@@ -462,9 +465,11 @@ def parse_location(
 ) -> tuple[str | None, str | None]:
     """A contact's ZIP (as its 5 digits) and state (as its upper-case code); None when absent."""
     if zipcode is not None and (not isinstance(zipcode, str) or not is_zip(zipcode)):
-        problems.add(f"{prefix}zipcode", "must be a 5-digit US ZIP code (or ZIP+4)")
+        kind = "" if isinstance(zipcode, str) else "a string: "
+        problems.add(f"{prefix}zipcode", f"must be {kind}a 5-digit US ZIP code (or ZIP+4)")
     if state is not None and (not isinstance(state, str) or not is_state(state)):
-        problems.add(f"{prefix}state", "must be a two-letter US state code")
+        kind = "" if isinstance(state, str) else "a string: "
+        problems.add(f"{prefix}state", f"must be {kind}a two-letter US state code")
     return (
         zipcode[:5] if isinstance(zipcode, str) and is_zip(zipcode) else None,
         state.upper() if isinstance(state, str) and is_state(state) else None,
@@ -482,7 +487,9 @@ def validate_lead(
             problems.add(f"{prefix}{key}", "unknown field")
     out: dict[str, Any] = {}
     lead_id = body.get("customerLeadId")
-    if not isinstance(lead_id, str) or not lead_id.strip():
+    if lead_id is not None and not isinstance(lead_id, str):
+        problems.add(f"{prefix}customerLeadId", "must be a string")
+    elif lead_id is None or not lead_id.strip():
         problems.add(f"{prefix}customerLeadId", "is required: a non-empty string")
     out["customerLeadId"] = lead_id if isinstance(lead_id, str) else None
     for key in ("primaryPhone", "forwardingPhoneNumber"):

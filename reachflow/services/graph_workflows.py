@@ -30,12 +30,14 @@ from reachflow.domain.graph_definition import (
     add_node,
     check_graph_definition,
     is_graph,
+    keyed_node,
     new_graph_definition,
     raise_if_problems,
     remove_edge,
     remove_node,
     update_node,
     validate_for_activation,
+    with_ids,
 )
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
@@ -59,8 +61,12 @@ WORKFLOW_FIELDS = {
     "definition": "definition",
 }
 SNAKE_CASE = {v: k for k, v in WORKFLOW_FIELDS.items() if k != "name"}
-NODE_FIELDS = frozenset({"node_type", "label", "position_x", "position_y", "config", "id"})
+NODE_FIELDS = frozenset({"node_type", "label", "position_x", "position_y", "config", "id", "key"})
 EDGE_FIELDS = frozenset({"from_node_id", "to_node_id", "label", "id"})
+
+
+def new_edge_id() -> str:
+    return f"edge_{uuid.uuid4().hex[:12]}"
 
 
 def read_status(raw: object, field: str = "status") -> str:
@@ -83,11 +89,14 @@ class GraphWorkflowService:
     # -- workflows ------------------------------------------------------------------------
 
     def create(self, organization_id: str, body: dict[str, Any]) -> WorkflowRecord:
+        """A draft, or an active workflow that passed the activation checks: one transaction,
+        so a refused create (400) stores nothing and a retry makes no duplicate."""
         status = read_status(body.get("status", "draft"))
         if status not in ("draft", "active"):
             raise ValidationFailed(FieldError("status", "a new workflow is draft or active"))
         values = self._validated(organization_id, body, partial=False)
         workflow_id = str(uuid.uuid4())
+        now = self.clock.now()
         with self.store.db.begin() as conn:
             self.store.workflows.insert_workflow(
                 conn,
@@ -103,10 +112,10 @@ class GraphWorkflowService:
                     "tcpa_schedule": values.get("tcpaSchedule"),
                     "definition": values.get("definition") or new_graph_definition(),
                 },
-                now=self.clock.now(),
+                now=now,
             )
-        if status == "active":
-            return self.activate(organization_id, workflow_id)
+            if status == "active":
+                self._activate(conn, self._locked(conn, organization_id, workflow_id), now)
         return self.workflows.get(organization_id, workflow_id)
 
     def _validated(
@@ -126,6 +135,8 @@ class GraphWorkflowService:
             problems.append(FieldError("title", "is required"))
         if "definition" in feather and not is_graph(feather["definition"]):
             problems.append(FieldError("definition", "must be a graph: {nodes, edges}"))
+        elif "definition" in feather:
+            feather["definition"] = with_ids(feather["definition"])
         if problems:
             raise ValidationFailed(problems)
         if not partial and "definition" not in feather:
@@ -176,7 +187,9 @@ class GraphWorkflowService:
     def delete(self, organization_id: str, workflow_id: str) -> None:
         current = self.workflows.get(organization_id, workflow_id)
         if current.status == "active":
-            raise Conflict("an active workflow must be cancelled before it is deleted")
+            raise Conflict(
+                "an active workflow cannot be deleted: cancel or pause it first", field="status"
+            )
         self.workflows.delete(organization_id, workflow_id)
 
     def duplicate(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
@@ -202,18 +215,21 @@ class GraphWorkflowService:
         with self.store.db.begin() as conn:
             current = self._locked(conn, organization_id, workflow_id)
             self._expect(current, "draft", "activate")
-            keys = self.store.executions.variable_keys(conn, organization_id, workflow_id)
-            raise_if_problems(
-                validate_for_activation(
-                    current.definition,
-                    agents=self.workflows.channels(conn, organization_id),
-                    variable_keys=frozenset(keys) if keys else None,
-                    root="definition",
-                )
-            )
-            self._set_status(conn, current, "active", now)
-            self.workflows.executions.start_pending(conn, current, now)
+            self._activate(conn, current, now)
         return self.workflows.get(organization_id, workflow_id)
+
+    def _activate(self, conn: Connection, current: WorkflowRecord, now: datetime) -> None:
+        keys = self.store.executions.variable_keys(conn, current.organization_id, current.id)
+        raise_if_problems(
+            validate_for_activation(
+                current.definition,
+                agents=self.workflows.channels(conn, current.organization_id),
+                variable_keys=frozenset(keys) if keys else None,
+                root="definition",
+            )
+        )
+        self._set_status(conn, current, "active", now)
+        self.workflows.executions.start_pending(conn, current, now)
 
     def pause(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
         """active -> paused: in-flight steps finish, no new step starts, delays keep their rest."""
@@ -286,7 +302,10 @@ class GraphWorkflowService:
         self, organization_id: str, workflow_id: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         _only(body, NODE_FIELDS)
-        node = {"id": f"node_{uuid.uuid4().hex[:12]}", "label": "", "config": {}, **body}
+        body = keyed_node(body)
+        if body.get("id") is None:
+            body = {**body, "id": f"node_{uuid.uuid4().hex[:12]}"}
+        node = {"label": "", "config": {}, **body}
         node.setdefault("position_x", 0)
         node.setdefault("position_y", 0)
         self._edit(organization_id, workflow_id, lambda d: add_node(d, node))
@@ -310,7 +329,8 @@ class GraphWorkflowService:
         self, organization_id: str, workflow_id: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         _only(body, EDGE_FIELDS)
-        edge = {"id": f"edge_{uuid.uuid4().hex[:12]}", **body}
+        edge = {"id": body.get("id") or new_edge_id()}
+        edge.update((k, v) for k, v in body.items() if k != "id")
         self._edit(organization_id, workflow_id, lambda d: add_edge(d, edge))
         return edge
 

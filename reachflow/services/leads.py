@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -56,23 +57,148 @@ class Enrolled:
 
 def parse_lead_csv(raw: bytes) -> list[dict[str, Any]]:
     """Rows of a CSV upload as dicts; a ``phone_number`` column is required."""
+    return read_lead_csv(raw)[0]
+
+
+def read_lead_csv(raw: bytes) -> tuple[list[dict[str, Any]], list[int]]:
+    """Rows of a CSV upload as dicts, and the file line each row starts on (the header is
+    line 1; blank rows are skipped, a quoted cell may span lines)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationFailed(FieldError("file", "must be UTF-8 CSV text")) from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if "phone_number" not in columns:
+        header = next(reader, None) or []
+        if "phone_number" not in [c.strip() for c in header]:
             raise ValidationFailed(FieldError("file", "a phone_number column is required"))
-        rows = []
-        for row in reader:
-            cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+        rows: list[dict[str, Any]] = []
+        lines: list[int] = []
+        ended = reader.line_num  # the line the header ended on
+        for values in reader:  # a blank line is an empty row here: it is counted, not kept
+            starts, ended = ended + 1, reader.line_num
+            # Cells beyond the header are dropped; a short row misses its last columns.
+            cleaned = {k.strip(): v.strip() for k, v in zip(header, values, strict=False) if k}
             if any(cleaned.values()):
                 rows.append({k: v for k, v in cleaned.items() if v != "" or k == "phone_number"})
+                lines.append(starts)
     except csv.Error as exc:  # a stray quote or newline, an oversized field
         raise ValidationFailed(FieldError("file", f"not CSV: {exc}")) from exc
-    return rows
+    return rows, lines
+
+
+def batch_id(batch: str, index: int) -> str:
+    """The id of a batch's ``index``-th row: a UUID (v4 form) whose last group counts up, so
+    rows created together (same ``created_at``) list in upload order."""
+    return str(uuid.UUID(batch + f"{index:012x}"))
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Rows of an upload with the same problem: ``field`` is the column (CSV) or the first
+    row's path (JSON); ``rows`` the CSV lines or the indexes into ``leads``."""
+
+    field: str
+    message: str
+    rows: tuple[int, ...]
+
+
+_ROW_PATH = re.compile(r"^leads\[(\d+)\](?:\.(.+))?$")
+
+
+def grouped_row_problems(
+    problems: list[FieldError], lines: list[int] | None
+) -> list[RowProblem] | None:
+    """Problems of lead rows grouped by reason (column and message), rows in order within a
+    group, groups in the order first met; ``None`` if a problem is not about a row.
+
+    ``lines`` maps row indexes to CSV lines; ``None`` for a JSON upload."""
+    located: list[tuple[int, str, FieldError]] = []
+    for problem in problems:
+        match = _ROW_PATH.match(problem.field)
+        if match is None:
+            return None
+        located.append((int(match.group(1)), match.group(2) or "", problem))
+    groups: dict[tuple[str, str], list[int]] = {}
+    firsts: dict[tuple[str, str], str] = {}
+    for index, column, problem in sorted(located, key=lambda found: found[0]):
+        key = (column, problem.message)
+        row = lines[index] if lines is not None and index < len(lines) else index
+        groups.setdefault(key, [])
+        if row not in groups[key]:
+            groups[key].append(row)
+        firsts.setdefault(key, problem.field)
+    out = []
+    for (column, message), rows in groups.items():
+        field = (column or "row") if lines is not None else firsts[(column, message)]
+        out.append(RowProblem(field, message, tuple(rows)))
+    return out
+
+
+class RowsInvalid(ValidationFailed):
+    """A lead upload refused: its row problems grouped by reason (``grouped_row_problems``).
+
+    Each error item is ``{field, message, lines}`` for a CSV (file lines, the header is line
+    1) or ``{field, message, leads}`` for JSON (indexes into ``leads``)."""
+
+    def __init__(self, groups: list[RowProblem], *, csv_lines: bool) -> None:
+        key = "lines" if csv_lines else "leads"
+        super().__init__(
+            [FieldError(g.field, f"{g.message} {_where(g.rows, csv_lines)}") for g in groups]
+        )
+        self.items = [{"field": g.field, "message": g.message, key: list(g.rows)} for g in groups]
+
+
+def _where(rows: tuple[int, ...], csv_lines: bool) -> str:
+    if csv_lines:
+        return ("on line " if len(rows) == 1 else "on lines ") + ", ".join(map(str, rows))
+    return "in " + ", ".join(f"leads[{i}]" for i in rows)
+
+
+def regrouped(exc: ValidationFailed, lines: list[int] | None) -> ValidationFailed:
+    """``exc`` as ``RowsInvalid`` when every problem is about a row, else ``exc``."""
+    groups = grouped_row_problems(exc.problems, lines)
+    if groups is None:
+        return exc
+    return RowsInvalid(groups, csv_lines=lines is not None)
+
+
+def row_values(
+    row: object, index: int, limits: FieldLimits = DEFAULT_LIMITS
+) -> tuple[dict[str, Any], ProblemCollector]:
+    """One lead row read without the database: its phone (E.164), location, variables and
+    metadata, and every problem with it (named ``leads[<index>].<column>``)."""
+    where = f"leads[{index}]"
+    problems = ProblemCollector()
+    if not isinstance(row, dict):
+        problems.add(where, "must be an object")
+        return {}, problems
+    phone = None
+    try:
+        phone = to_e164(row.get("phone_number"), f"{where}.phone_number")
+    except ValidationFailed as exc:
+        problems.problems.extend(exc.problems)
+    zipcode, state = parse_location(row.get("zipcode"), row.get("state"), f"{where}.", problems)
+    metadata = row.get("metadata", {})
+    if not isinstance(metadata, dict):
+        problems.add(f"{where}.metadata", "must be an object")
+        metadata = {}
+    check_size(metadata, f"{where}.metadata", limits.metadata_bytes, problems)
+    variables = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
+    check_size(variables, where, limits.variables_bytes, problems)
+    values = {
+        "phone": phone,
+        "zipcode": zipcode,
+        "state": state,
+        "variables": variables,
+        "metadata": metadata,
+    }
+    return values, problems
+
+
+def rows_problems(rows: list[Any], limits: FieldLimits = DEFAULT_LIMITS) -> list[FieldError]:
+    """Every problem ``row_values`` finds in ``rows`` (a refused upload reports them all)."""
+    return [p for i, row in enumerate(rows) for p in row_values(row, i, limits)[1].problems]
 
 
 class LeadService:
@@ -99,13 +225,18 @@ class LeadService:
             starts = workflow.status == "active"
             problems: list[FieldError] = []
             new_rows: list[NewExecution] = []
+            batch = uuid.uuid4().hex[:20]
             for i, row in enumerate(rows):
                 try:
-                    new_rows.append(self._row(conn, organization_id, workflow, row, i, now, starts))
+                    new_rows.append(
+                        self._row(
+                            conn, organization_id, workflow, row, i, now, starts, batch_id(batch, i)
+                        )
+                    )
                 except ValidationFailed as exc:
                     problems.extend(exc.problems)
             if problems:
-                raise ValidationFailed(_grouped(problems))
+                raise ValidationFailed(problems)
             self.store.contacts.lock_contacts(
                 conn, {(organization_id, r.primary_phone) for r in new_rows}
             )
@@ -123,23 +254,18 @@ class LeadService:
         index: int,
         now: Any,
         starts: bool,
+        execution_id: str,
     ) -> NewExecution:
         where = f"leads[{index}]"
-        if not isinstance(row, dict):
-            raise ValidationFailed(FieldError(where, "must be an object"))
-        phone = to_e164(row.get("phone_number"), f"{where}.phone_number")
-        problems = ProblemCollector()
-        zipcode, state = parse_location(row.get("zipcode"), row.get("state"), f"{where}.", problems)
-        metadata = row.get("metadata", {})
-        if not isinstance(metadata, dict):
-            problems.add(f"{where}.metadata", "must be an object")
-        check_size(metadata, f"{where}.metadata", self.limits.metadata_bytes, problems)
-        variables = {k: v for k, v in row.items() if k not in RESERVED_COLUMNS}
-        check_size(variables, where, self.limits.variables_bytes, problems)
-        if self.store.contacts.suppressed_everywhere(conn, organization_id, phone) is not None:
+        values, problems = row_values(row, index, self.limits)
+        phone = values.get("phone")
+        contacts = self.store.contacts
+        if phone and contacts.suppressed_everywhere(conn, organization_id, phone) is not None:
             problems.add(f"{where}.phone_number", "is on the suppression list")
         problems.raise_if_any()
-        execution_id = str(uuid.uuid4())
+        assert isinstance(row, dict)
+        phone, zipcode, state = values["phone"], values["zipcode"], values["state"]
+        variables, metadata = values["variables"], values["metadata"]
         state_ = new_execution(execution_id, now=now, variables=variables, metadata=metadata)
         if not starts:
             state_ = replace(state_, wake_at=None)
@@ -320,11 +446,3 @@ def _node_names(definition: dict[str, Any]) -> dict[str, tuple[str, str]]:
             kind if node.kind is NodeKind.ACTION else node.kind.value,
         )
     return out
-
-
-def _grouped(problems: list[FieldError]) -> list[FieldError]:
-    """Row errors grouped by reason (the same message together), rows in order within."""
-    order: dict[str, int] = {}
-    for p in problems:
-        order.setdefault(p.message, len(order))
-    return sorted(problems, key=lambda p: order[p.message])

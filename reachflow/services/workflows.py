@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from reachflow.domain.graph_definition import (
     is_graph,
     raise_if_problems,
     validate_for_activation,
+    with_ids,
 )
 from reachflow.domain.schedule import parse_timezone, parse_week_schedule
 from reachflow.runtime.clock import Clock
@@ -221,8 +221,9 @@ def validate_workflow(
         raw = body.get("definition")
         try:
             if is_graph(raw):
+                raw = with_ids(raw)
                 check_graph_definition(raw, root="definition")
-                out["definition"] = copy.deepcopy(raw)
+                out["definition"] = raw
             else:
                 out["definition"] = normalize_linear(raw, channels, _new_ids())
         except GraphInvalid as exc:

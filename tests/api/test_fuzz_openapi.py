@@ -227,7 +227,7 @@ def _replace(value: Any, replacements: dict[str, str]) -> None:
 
 CSV_CASES = [
     (b"phone_number\r+12125550123\r", 201, None),  # old Mac line ends: was a csv.Error 500
-    (b'phone_number,note\n+12125550123,"a\x00b"\n', 400, "leads[0].note"),  # a PostgreSQL 500
+    (b'phone_number,note\n+12125550123,"a\x00b"\n', 400, "note"),  # a PostgreSQL 500 (line 2)
     (b'phone_number\n"' + b"x" * 200_000 + b'"\n', 400, "file"),  # beyond csv's field limit
 ]
 

@@ -91,11 +91,18 @@ def test_check_agrees_with_the_wall_clock(
     for k in data.draw(st.lists(st.integers(0, first - 1), max_size=5)):
         assert not gate.check(now + timedelta(minutes=k), channel, needs_tcpa).allowed
     assert not gate.check(answer.at - timedelta(minutes=1), channel, needs_tcpa).allowed
-    # The rules named as closed are really closed at now (minus the margin).
+    # The rules named as closed now are really closed at now (minus the margin), and the
+    # rules named as deciding are still closed the minute before the opening: they set it.
     for c in cs:
         label = f"{c.rule}@{c.version}"
         if not brute_allowed([c], gate.margin, now):
-            assert label in answer.rules
+            assert label in answer.closed_now
+    closed_before = {
+        f"{c.rule}@{c.version}"
+        for c in cs
+        if not brute_allowed([c], gate.margin, answer.at - timedelta(minutes=1))
+    }
+    assert set(answer.rules) <= closed_before or not closed_before
 
 
 NY = "America/New_York"
@@ -138,6 +145,18 @@ def test_intersection_of_workflow_and_contact_windows() -> None:
     assert answer.at == datetime(2026, 3, 9, 15, tzinfo=UTC)
     assert answer.rules == ("tcpaSchedule@2024-01",)
     assert answer.zones == ("America/Los_Angeles", NY)
+
+
+def test_the_rules_named_are_those_that_set_the_opening() -> None:
+    # Sunday 2026-03-08 22:00 EDT: the workflow schedule is closed (it opens Monday 09:00 EDT),
+    # the LA contact window is open (19:00 PDT) but closed at Monday 09:00 EDT (06:00 PDT). The
+    # opening, 08:00 PDT, is the TCPA window's: it is named, workflowSchedule is closed now.
+    sunday_night = datetime(2026, 3, 9, 2, tzinfo=UTC)
+    answer = Gate((workflow_schedule(), tcpa())).check(sunday_night, Channel.CALL)
+    assert answer.at == datetime(2026, 3, 9, 15, tzinfo=UTC)
+    assert answer.rules == ("tcpaSchedule@2024-01",)
+    assert answer.closed_now == ("workflowSchedule@1",)
+    assert "opens when tcpaSchedule@2024-01 opens" in answer.reason
 
 
 def test_needs_tcpa_false_skips_contact_windows() -> None:

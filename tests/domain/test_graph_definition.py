@@ -290,7 +290,7 @@ PARSE_CASES: list[tuple[str, object, list[tuple[str, str]]]] = [
     ),
     (
         "branch on an unknown field",
-        {"nodes": [node("a", "CONDITIONAL", condition_field="call_status", branches=["A"])]},
+        {"nodes": [node("a", "CONDITIONAL", condition_field="call_state", branches=["A"])]},
         [("unknown_field", "nodes[a].config.condition_field")],
     ),
     (

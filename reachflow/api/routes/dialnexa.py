@@ -13,6 +13,7 @@ from reachflow.api.dialnexa_json import (
     node_json,
     page_meta,
     version_json,
+    warnings_json,
     workflow_json,
 )
 from reachflow.api.openapi import errors
@@ -126,7 +127,16 @@ def versions(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dic
 def create_node(
     services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: NodeBody
 ) -> dict[str, Any]:
-    return node_json(workflow_id, services.graph_workflows.add_node(org, workflow_id, body))
+    node = services.graph_workflows.add_node(org, workflow_id, body)
+    return saved_node_json(services, org, workflow_id, node)
+
+
+def saved_node_json(
+    services: Services, org: str, workflow_id: str, node: dict[str, Any]
+) -> dict[str, Any]:
+    """A node as saved, with the warnings on it (an ``attempts.<id>`` naming no node yet)."""
+    definition = services.workflows.get(org, workflow_id).definition
+    return {**node_json(workflow_id, node), "warnings": warnings_json(definition, node["id"])}
 
 
 @router.get("/{workflowId}/nodes", responses=errors(404, 409))
@@ -151,7 +161,7 @@ def update_node(
     body: NodeChanges,
 ) -> dict[str, Any]:
     node = services.graph_workflows.update_node(org, workflow_id, node_id, body)
-    return node_json(workflow_id, node)
+    return saved_node_json(services, org, workflow_id, node)
 
 
 @router.delete("/{workflowId}/nodes/{nodeId}", status_code=204, responses=errors(404, 409))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,7 +14,12 @@ from reachflow.api.json_body import check_text, parse_json
 from reachflow.api.openapi import OPENAPI_BODY_ATTR, errors
 from reachflow.api.schemas import LeadCsv, LeadRow, LeadUpload
 from reachflow.domain.errors import FieldError, ValidationFailed
-from reachflow.services.leads import parse_lead_csv
+from reachflow.services.leads import (
+    MAX_LEADS,
+    read_lead_csv,
+    regrouped,
+    rows_problems,
+)
 
 router = APIRouter(
     prefix="/v1/workflows/{workflowId}/leads", tags=["graph leads"], dependencies=[CleanParameters]
@@ -22,39 +28,65 @@ router = APIRouter(
 MAX_PAGE = 1_000_000
 
 
-async def lead_rows(request: Request) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class Upload:
+    rows: list[Any]
+    #: The CSV line each row starts on; None for JSON.
+    lines: list[int] | None
+
+
+async def lead_rows(request: Request) -> Upload:
     """multipart ``file`` (CSV), a ``text/csv`` body, or JSON (``{leads: [...]}``, a list, one),
-    each read as ``LeadUpload``'s rows."""
+    each read as ``LeadUpload``'s rows. Row problems are grouped by reason, naming CSV lines
+    (the header is line 1) or ``leads`` indexes."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    lines: list[int] | None = None
     if kind == "multipart/form-data":
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ValidationFailed(FieldError("file", "a CSV file is required"))
-        rows: Any = _csv_rows(await upload.read())
+        rows, lines = _csv_rows(await upload.read())
     elif kind in ("text/csv", "application/csv"):
-        rows = _csv_rows(await request.body())
+        rows, lines = _csv_rows(await request.body())
     else:
-        rows = parse_json(await request.body())
+        rows = parse_json(await request.body(), content_type=kind)
         if isinstance(rows, dict) and "leads" in rows:
             rows = rows["leads"]
         elif isinstance(rows, dict):
             rows = [rows]
         if not isinstance(rows, list):
             raise ValidationFailed(FieldError("leads", "send a CSV file or a JSON list of leads"))
-    check_body(LeadUpload, {"leads": rows})
-    return rows
+    try:
+        check_body(LeadUpload, {"leads": rows})
+    except ValidationFailed as exc:
+        # Every bad row at once: the model's problems, then the rows' own (a bad phone
+        # number beside a bad ZIP), each field named once.
+        named = {p.field for p in exc.problems}
+        more = [p for p in rows_problems(rows) if p.field not in named] if _rows(rows) else []
+        raise regrouped(ValidationFailed([*exc.problems, *more]), lines) from None
+    return Upload(rows, lines)
 
 
-def _csv_rows(raw: bytes) -> list[dict[str, Any]]:
-    """The CSV's rows; a NUL in a cell is a 400 naming it (JSON bodies are checked so by
-    ``json_body``)."""
-    rows = parse_lead_csv(raw)
+def _rows(rows: object) -> bool:
+    return isinstance(rows, list) and len(rows) <= MAX_LEADS
+
+
+def _csv_rows(raw: bytes) -> tuple[list[Any], list[int]]:
+    """The CSV's rows and their lines; a NUL in a cell is a 400 naming it (JSON bodies are
+    checked so by ``json_body``)."""
+    rows, lines = read_lead_csv(raw)
+    problems = []
     for i, row in enumerate(rows):
         for key, value in row.items():
-            check_text(key, f"leads[{i}].{key}")
-            check_text(value, f"leads[{i}].{key}")
-    return rows
+            for text in (key, value):
+                try:
+                    check_text(text, f"leads[{i}].{key}")
+                except ValidationFailed as exc:
+                    problems.extend(exc.problems)
+    if problems:
+        raise regrouped(ValidationFailed(problems), lines)
+    return rows, lines
 
 
 #: The body as the OpenAPI document shows it (``api/openapi.py`` reads it).
@@ -78,18 +110,22 @@ setattr(
         [LeadUpload, LeadRow, LeadCsv],
     ),
 )
-LeadRows = Annotated[list[Any], Depends(lead_rows)]
+LeadRows = Annotated[Upload, Depends(lead_rows)]
 
 
 @router.post("", status_code=201, responses=errors(404, 409, 422, body=True))
 async def enroll(
     services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, rows: LeadRows
 ) -> dict[str, Any]:
-    enrolled = services.leads.enroll(org, workflow_id, rows)
+    try:
+        enrolled = services.leads.enroll(org, workflow_id, rows.rows)
+    except ValidationFailed as exc:
+        raise regrouped(exc, rows.lines) from None
+    noun = "lead" if enrolled.count == 1 else "leads"
     return {
         "workflow_id": workflow_id,
         "leads_enrolled": enrolled.count,
-        "message": f"{enrolled.count} leads enrolled",
+        "message": f"{enrolled.count} {noun} enrolled",
     }
 
 

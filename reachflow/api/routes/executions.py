@@ -19,7 +19,6 @@ from reachflow.api.feather_json import (
     bulk_json,
     event_json,
     execution_detail_json,
-    execution_json,
     execution_list_item,
 )
 from reachflow.api.idempotency import IdempotencyKey, idempotent
@@ -64,8 +63,8 @@ def create_execution(
         response,
         body,
         key,
-        lambda claim: execution_json(executions.create(org, workflow_id, body, claim=claim)),
-        lambda done: execution_json(executions.get(org, workflow_id, done["executionId"])),
+        lambda claim: execution_detail_json(executions.create(org, workflow_id, body, claim=claim)),
+        lambda done: execution_detail_json(executions.get(org, workflow_id, done["executionId"])),
     )
 
 
@@ -144,7 +143,7 @@ def update_execution(
     execution_id: ExecutionId,
     body: UpdateBody,
 ) -> dict[str, Any]:
-    return execution_json(services.executions.update(org, workflow_id, execution_id, body))
+    return execution_detail_json(services.executions.update(org, workflow_id, execution_id, body))
 
 
 @router.delete("/workflow/{workflowId}/execution/{executionId}", responses=errors(404))
@@ -167,7 +166,7 @@ def execution_events(
 def cancel_execution(
     services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, execution_id: ExecutionId
 ) -> dict[str, Any]:
-    return execution_json(services.executions.cancel(org, workflow_id, execution_id))
+    return execution_detail_json(services.executions.cancel(org, workflow_id, execution_id))
 
 
 def _cancel_target(body: dict[str, Any]) -> dict[str, str]:

@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from reachflow.domain.conditions import AGENT_CALL_FIELDS, Operator
-from reachflow.domain.enums import Channel, Disposition
+from reachflow.domain.conditions import AGENT_CALL_FIELDS, KNOWN_FIELDS_HINT, Operator
+from reachflow.domain.enums import Channel, Disposition, ExecutionStatus
 from reachflow.domain.instants import parse_iso_instant
 from reachflow.services.executions import US_STATES
 
@@ -86,6 +86,7 @@ def _lax(values: tuple[str, ...]) -> Any:
 
 ChannelName: TypeAlias = _lax(tuple(c.value for c in Channel))
 DispositionName: TypeAlias = _lax(tuple(d.value for d in Disposition))
+ExecutionStatusName: TypeAlias = _lax(tuple(s.value for s in ExecutionStatus))
 
 #: A non-empty name (surrounding spaces are trimmed when stored).
 Name = Annotated[
@@ -161,13 +162,10 @@ Scalar = Annotated[
 _AGENT_CALL = "|".join(sorted(AGENT_CALL_FIELDS))
 #: ``conditions.field_is_known`` without node ids: the fields a condition may read.
 CONDITION_FIELD_PATTERN = (
-    r"^(disposition|lastDisposition|attempts|phone|zipcode|state"
+    r"^(disposition|lastDisposition|attempts|phone|zipcode|state|call_status"
     rf"|(variables|metadata|attempts)\..+|agentCall\.({_AGENT_CALL}))$"
 )
-PATTERN_MESSAGES[CONDITION_FIELD_PATTERN] = (
-    "unknown field; use variables.<key>, metadata.<key>, disposition, agentCall.<field>, "
-    "attempts or attempts.<nodeId>"
-)
+PATTERN_MESSAGES[CONDITION_FIELD_PATTERN] = f"unknown field; {KNOWN_FIELDS_HINT}"
 OperatorName: TypeAlias = _lax(tuple(o.value for o in Operator))
 
 

@@ -21,6 +21,7 @@ from reachflow.api.schemas.common import (
     ChannelName,
     Conditions,
     DispositionName,
+    ExecutionStatusName,
     Instant,
     Name,
     Number,
@@ -190,9 +191,11 @@ class ExecutionBulkCreate(Body):
 
 
 class ExecutionUpdate(Body):
-    """Pause, resume or cancel; ``metadata`` is merged. Both apply together or not at all."""
+    """Pause, resume or cancel; ``metadata`` is merged. Both apply together or not at all.
+    The status the execution already has changes nothing; another status only the engine
+    sets (CREATED, COMPLETED, FAILED) is a 409."""
 
-    status: Literal["PAUSED", "RUNNING", "CANCELLED"] | None = None
+    status: ExecutionStatusName | None = None
     metadata: dict[str, Any] = None
 
 

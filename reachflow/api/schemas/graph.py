@@ -176,9 +176,34 @@ class EndConfig(Body):
 
 
 class _NodeBase(Body):
+    key: ItemId = Field(
+        default=None,
+        description="Read as id when id is left out: the name edges and attempts.<id> use",
+    )
     label: str | None = Field(default=None, description="Free text for people")
     position_x: Coordinate = 0
     position_y: Coordinate = 0
+
+    @model_validator(mode="after")
+    def _named_once(self) -> _NodeBase:
+        given = self.model_fields_set
+        if "key" in given and getattr(self, "id", None) is not None:
+            raise _custom("id_and_key", "give id or key, not both", "key")
+        return self
+
+
+class _DefinitionNodeBase(_NodeBase):
+    """A node inside a definition: edges name it, so it needs an ``id`` (or ``key``)."""
+
+    @model_validator(mode="after")
+    def _named(self) -> _DefinitionNodeBase:
+        if getattr(self, "id", None) is None and self.key is None:
+            raise _custom(
+                "id_required",
+                "is required: an id (or key) that edges and conditions name",
+                "id",
+            )
+        return self
 
 
 _CONFIGS: dict[NodeType, Any] = {
@@ -201,14 +226,14 @@ _NAMES = {
 }
 
 
-def _node_union(suffix: str, id_field: Any) -> Any:
+def _node_union(suffix: str, base: type[_NodeBase]) -> Any:
     """One model per node type (its ``config`` shape), discriminated by ``node_type``."""
     members = [
         create_model(
             f"{_NAMES[t]}{suffix}",
-            __base__=_NodeBase,
+            __base__=base,
             __module__=__name__,
-            id=id_field,
+            id=(ItemId | None, None),
             node_type=(Literal[t.value], ...),
             config=(_CONFIGS[t] | None, None),
         )
@@ -220,18 +245,18 @@ def _node_union(suffix: str, id_field: Any) -> Any:
     return Annotated[union, Field(discriminator="node_type")]
 
 
-#: A node of a definition (its ``id`` is required).
-GraphNode = _node_union("Node", (ItemId, ...))
+#: A node of a definition (its ``id``, or ``key``, is required).
+GraphNode = _node_union("Node", _DefinitionNodeBase)
 
 
-class NodeCreate(RootModel[_node_union("NewNode", (ItemId, None))]):
-    """``POST .../nodes``: a node whose ``id`` is generated when left out."""
+class NodeCreate(RootModel[_node_union("NewNode", _NodeBase)]):
+    """``POST .../nodes``: a node whose ``id`` (or ``key``) is generated when left out."""
 
     graph_form: ClassVar[str] = "node"
 
 
 class GraphEdge(Body):
-    id: ItemId
+    id: ItemId = Field(default=None, description="Generated when left out")
     from_node_id: str = Field(min_length=1)
     to_node_id: str = Field(min_length=1)
     label: str | None = Field(

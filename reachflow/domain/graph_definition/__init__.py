@@ -33,6 +33,7 @@ The package's modules, each with one job:
 """
 
 from reachflow.domain.graph_definition.activation import (
+    condition_warnings,
     reachable_from,
     set_variable_keys,
     spin_cycles,
@@ -56,11 +57,13 @@ from reachflow.domain.graph_definition.configs import (
 from reachflow.domain.graph_definition.edits import (
     add_edge,
     add_node,
+    keyed_node,
     new_graph_definition,
     remove_edge,
     remove_node,
     set_entry_node,
     update_node,
+    with_ids,
 )
 from reachflow.domain.graph_definition.model import (
     ACTION_OUTPUTS,
@@ -129,8 +132,10 @@ __all__ = [
     "add_node",
     "check_graph_definition",
     "compile_graph",
+    "condition_warnings",
     "edge_path",
     "is_graph",
+    "keyed_node",
     "new_graph_definition",
     "node_outputs",
     "node_path",
@@ -146,4 +151,5 @@ __all__ = [
     "template_variable_keys",
     "update_node",
     "validate_for_activation",
+    "with_ids",
 ]

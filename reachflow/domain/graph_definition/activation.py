@@ -27,7 +27,6 @@ from reachflow.domain.graph_definition.model import (
     WAITING_TYPES,
     GraphDefinition,
     GraphNode,
-    NodeType,
     _label_key,
     node_outputs,
 )
@@ -78,6 +77,19 @@ def validate_for_activation(
     _check_ways_out(parsed, problems)
     _check_reachable(parsed, problems)
     _check_spins(parsed, problems)
+    return problems.items
+
+
+def condition_warnings(definition: Mapping[str, Any], root: str = "") -> list[GraphProblem]:
+    """What a draft may save but activation will refuse in its conditions: an
+    ``attempts.<nodeId>`` (in ``conditions`` or ``condition_field``) naming no node of the
+    graph. Saves answer these as ``warnings``; a definition that does not parse has none."""
+    problems = GraphProblems(root)
+    parsed = parse_graph_definition(definition, GraphProblems(root))
+    if parsed is None:
+        return []
+    for node in parsed.nodes:
+        _check_condition_fields(node, parsed.node_ids, problems)
     return problems.items
 
 
@@ -217,7 +229,7 @@ def _check_edges(definition: GraphDefinition, problems: GraphProblems) -> None:
         source = nodes[edge.source]
         path = edge_path(edge.id)
         outputs = node_outputs(source)
-        if edge.label is None and source.node_type is NodeType.CONDITIONAL:
+        if edge.label is None and _needs_labels(source):
             problems.add(
                 ProblemCode.MISSING_LABEL,
                 f"{path}.label",
@@ -238,6 +250,13 @@ def _check_edges(definition: GraphDefinition, problems: GraphProblems) -> None:
                 f"same from_node_id, to_node_id and label as {edge_path(first[key])}",
             )
         first.setdefault(key, edge.id)
+
+
+def _needs_labels(node: GraphNode) -> bool:
+    """A true/false CONDITIONAL needs a label on every edge. One with ``branches`` may also
+    have an unlabelled edge: the default, taken when no branch matches (as ``default`` is)."""
+    config = node.config
+    return isinstance(config, ConditionalConfig) and config.branch_field is None
 
 
 def _check_ways_out(definition: GraphDefinition, problems: GraphProblems) -> None:

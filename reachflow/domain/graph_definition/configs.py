@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from reachflow.domain.conditions import field_is_known, parse_condition_set
+from reachflow.domain.conditions import KNOWN_FIELDS_HINT, field_is_known, parse_condition_set
 from reachflow.domain.enums import Channel
 from reachflow.domain.errors import FieldError, ProblemCollector
 from reachflow.domain.graph import (
@@ -179,8 +179,7 @@ def _parse_branches(
         problems.add(
             ProblemCode.UNKNOWN_FIELD,
             f"{path}.condition_field",
-            f"unknown field {branch_field!r}; use variables.<key>, metadata.<key>, "
-            "disposition, agentCall.<field>, attempts or attempts.<nodeId>",
+            f"unknown field {branch_field!r}; {KNOWN_FIELDS_HINT}",
         )
         branch_field = None
     branches = config.get("branches")

@@ -20,6 +20,56 @@ def new_graph_definition() -> dict[str, Any]:
     return {"nodes": [], "edges": []}
 
 
+def with_ids(definition: object) -> object:
+    """A definition as a client may write it, with the ids the stored form needs.
+
+    A node may name itself with ``key`` instead of ``id`` (it is stored as ``id``, so edges
+    and ``attempts.<id>`` conditions use it). An edge without an ``id`` gets one from its
+    position, ``edge_<n>`` (1-based; ``edge_<n>_2`` ... if a given id already took it), as
+    ``POST .../edges`` generates one. Anything else is left for the parser to report; the
+    input is not mutated.
+    """
+    if not isinstance(definition, Mapping):
+        return definition
+    out = copy.deepcopy(dict(definition))
+    nodes = out.get("nodes")
+    if isinstance(nodes, list):
+        out["nodes"] = [_keyed(n) for n in nodes]
+    edges = out.get("edges")
+    if isinstance(edges, list):
+        taken = {e.get("id") for e in edges if isinstance(e, dict)}
+        filled: list[object] = []
+        for index, edge in enumerate(edges):
+            if isinstance(edge, dict) and edge.get("id") is None:
+                edge_id = _free(f"edge_{index + 1}", taken)
+                taken.add(edge_id)
+                edge = {"id": edge_id, **{k: v for k, v in edge.items() if k != "id"}}
+            filled.append(edge)
+        out["edges"] = filled
+    return out
+
+
+def _free(wanted: str, taken: set[object]) -> str:
+    candidate, n = wanted, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{wanted}_{n}"
+    return candidate
+
+
+def keyed_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """``key`` read as ``id`` when ``id`` is left out (both given: the parser reports key)."""
+    keyed: dict[str, Any] = _keyed(dict(node))
+    return keyed
+
+
+def _keyed(node: object) -> Any:
+    if isinstance(node, dict) and node.get("id") is None and "key" in node:
+        out = {k: v for k, v in node.items() if k not in ("key", "id")}
+        return {"id": node["key"], **out}
+    return node
+
+
 def add_node(definition: Mapping[str, Any], node: Mapping[str, Any]) -> dict[str, Any]:
     """Append ``node``; ``Conflict`` if its id is taken, ``GraphInvalid`` if it is malformed."""
     out = _copied(definition)

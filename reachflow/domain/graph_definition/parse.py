@@ -108,6 +108,14 @@ def _item_id(item: object, path: str, problems: GraphProblems) -> str | None:
         problems.add(ProblemCode.INVALID, path, "must be an object")
         return None
     item_id = item.get("id")
+    if item_id is None:
+        problems.add(
+            ProblemCode.INVALID,
+            f"{path}.id",
+            "is required: an id (or key) of 1-100 letters, digits or _ . : - that edges and "
+            "conditions name",
+        )
+        return None
     if not isinstance(item_id, str) or not _ID.fullmatch(item_id):
         problems.add(
             ProblemCode.INVALID,
