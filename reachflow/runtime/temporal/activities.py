@@ -47,13 +47,13 @@ class ExecutionActivities:
                     engine.stats.record_lateness((now - fire).total_seconds())
                     engine.decide_batch(conn, [(record, (WakeUp(),))], now)
         for _ in range(_ROUNDS):
+            activity.heartbeat()
             done = engine.dispatcher.record_results() + engine.dispatcher.claim()
             engine.dispatcher.wait_idle()
             done += engine.dispatcher.record_results() + engine.feed_inbox()
             done += engine.webhooks.record_results() + engine.webhooks.claim()
             if done == 0:
                 break
-            activity.heartbeat()
         with store.db.read() as conn:
             view = view_of(conn, step.execution_id)
         return RunView(

@@ -32,6 +32,8 @@ WORKFLOW_NAME = "ReachflowExecution"
 SYNC_ACTIVITY = "reachflow.sync"
 #: Rounds of the loop before continue-as-new.
 MAX_ROUNDS = 500
+#: Heartbeat timeout of ``sync``: how soon another worker retries a sync whose worker died.
+HEARTBEAT_SECONDS = 10.0
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
@@ -92,6 +94,8 @@ class ExecutionWorkflow:
             SyncInput(execution_id, fire, workflow.now().isoformat()),
             result_type=RunView,
             start_to_close_timeout=timedelta(minutes=5),
+            # a worker that dies mid-sync is noticed this soon; the sync heartbeats every round
+            heartbeat_timeout=timedelta(seconds=HEARTBEAT_SECONDS),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
             ),
