@@ -124,6 +124,8 @@ executions = sa.Table(
     sa.Index(
         "ix_executions_workflow_created", "organization_id", "workflow_id", "created_at", "id"
     ),
+    #: An organization's executions by creation, either way (keyset paging across workflows).
+    sa.Index("ix_executions_org_created", "organization_id", "created_at", "id"),
     sa.Index("ix_executions_phone", "organization_id", "primary_phone"),
     sa.Index("ix_executions_lead", "organization_id", "customer_lead_id"),
 )
