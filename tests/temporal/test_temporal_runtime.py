@@ -122,6 +122,8 @@ def _start(runtime: Runtime, workflow_id: str, place: tuple[str, str, str, str])
         },
     )
     assert response.status_code in (200, 201), response.text
+    assert runtime.services.temporal is not None
+    runtime.services.temporal.flush()  # its workflow is started (it is sent after the commit)
     body: dict[str, Any] = response.json()
     return body
 

@@ -5,6 +5,7 @@ timers are the workflows' durable timers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from temporalio import activity
@@ -18,13 +19,24 @@ from reachflow.store.temporal_runs import view_of
 _ROUNDS = 20
 
 
+def _held_executions(engine: Engine) -> set[str]:
+    """The executions whose commands this process's dispatcher holds in flight."""
+    dispatcher = engine.dispatcher
+    with dispatcher._lock:
+        return {item.execution_id for item in dispatcher._held.values()}
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
 class ExecutionActivities:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, poke: Callable[[list[str]], None] | None = None) -> None:
         self.engine = engine
+        #: Signals the workflows of other executions: a sync performs whatever dispatches are
+        #: due (any execution's); the executions whose calls it carried must learn of their
+        #: results (their workflows otherwise sleep until the dispatch's lease would lapse).
+        self.poke = poke
 
     @activity.defn(name=SYNC_ACTIVITY)
     def sync(self, step: SyncInput) -> RunView:
@@ -46,14 +58,19 @@ class ExecutionActivities:
                 ):
                     engine.stats.record_lateness((now - fire).total_seconds())
                     engine.decide_batch(conn, [(record, (WakeUp(),))], now)
+        carried: set[str] = set()
         for _ in range(_ROUNDS):
             activity.heartbeat()
             done = engine.dispatcher.record_results() + engine.dispatcher.claim()
+            carried.update(_held_executions(engine))
             engine.dispatcher.wait_idle()
             done += engine.dispatcher.record_results() + engine.feed_inbox()
             done += engine.webhooks.record_results() + engine.webhooks.claim()
             if done == 0:
                 break
+        carried.discard(step.execution_id)
+        if carried and self.poke is not None:
+            self.poke(sorted(carried))
         with store.db.read() as conn:
             view = view_of(conn, step.execution_id)
         return RunView(

@@ -34,6 +34,8 @@ SYNC_ACTIVITY = "reachflow.sync"
 MAX_ROUNDS = 500
 #: Heartbeat timeout of ``sync``: how soon another worker retries a sync whose worker died.
 HEARTBEAT_SECONDS = 10.0
+#: Patch id: the loop wakes for a poke received while its sync ran.
+POKES_DURING_SYNC = "pokes-during-sync"
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
@@ -103,6 +105,7 @@ class ExecutionWorkflow:
 
     @workflow.run
     async def run(self, spec: RunInput) -> str | None:
+        synced_at = self._pokes
         view = await self._sync(spec.execution_id, None)
         previous: RunView | None = None
         for _ in range(MAX_ROUNDS):
@@ -116,7 +119,9 @@ class ExecutionWorkflow:
             if wake is not None and wake <= now and view == previous:
                 wake = now + timedelta(seconds=spec.busy_seconds)  # no progress: back off
             if wake is None or wake > now:
-                seen = self._pokes
+                # A poke that came while the sync ran is not lost (patched: older histories
+                # waited past it).
+                seen = synced_at if workflow.patched(POKES_DURING_SYNC) else self._pokes
                 wait = (wake - now).total_seconds() if wake else spec.idle_seconds
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(
@@ -126,6 +131,7 @@ class ExecutionWorkflow:
             due = _at(view.due_at)
             fire = view.due_at if due is not None and due <= workflow.now() else None
             previous = view
+            synced_at = self._pokes
             view = await self._sync(spec.execution_id, fire)
         if view.over:
             return view.status
