@@ -5,6 +5,7 @@ payment webhook, the envelope, and the stream replayed after the end."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from reachflow.agents.signing import new_secret, sign
 from reachflow.api import create_app
 from reachflow.bootstrap import Services, bootstrap
+from reachflow.cli import main
 from reachflow.runtime.clock import VirtualClock
 from reachflow.settings import Settings
 from tests.helpers import make_agent
@@ -713,3 +715,63 @@ def test_the_secret_api_keeps_its_own_error_body(client: TestClient) -> None:
     body = client.get("/api/v1/workflow/nope").json()
     assert body["success"] is False
     assert body["status"] == 404
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_cli(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Any]:
+    """``reachflow ARGS`` in this process: (exit code, stdout). The root logger is put back."""
+    monkeypatch.setenv("REACHFLOW_DATABASE_URL", db_url)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    saved = [(h, list(h.filters), h.formatter) for h in handlers]
+    capsys.readouterr()
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = main(list(argv))
+        return code, capsys.readouterr().out
+
+    yield run
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler, filters, formatter in saved:
+        handler.filters[:] = filters
+        handler.setFormatter(formatter)
+    root.setLevel(level)
+
+
+def test_the_cli_makes_publishable_keys_and_payment_secrets(
+    run_cli: Any, client: TestClient
+) -> None:
+    workflow_id = public_workflow(client, price=PRICE)
+    code, out = run_cli("api-key", "create", "--org", "acme", "--publishable")
+    assert code == 0
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("rf_pk_")
+    assert "scope: publishable" in out
+    code, out = run_cli("api-key", "list", "--org", "acme")
+    assert "publishable" in out
+    assert key not in out
+    headers = {"Authorization": f"Bearer {key}", "X-API-Key": ""}
+    assert client.get("/api/v1/agents", headers=headers).status_code == 403
+    started = client.post(
+        f"/v1/public/workflows/{workflow_id}/executions", json=session_body(), headers=headers
+    )
+    assert started.status_code == 200, started.text
+    execution = started.json()["data"]["execution"]
+    code, out = run_cli("payment-secret", "create", "--org", "acme")
+    assert code == 0
+    secret = out.strip().splitlines()[-1]
+    assert secret.startswith("whsec_")
+    body = {"checkoutSessionId": execution["checkoutSessionId"], "paymentStatus": "paid"}
+    envelope_error(signed_payment(client, body), 401)  # the setting's secret no longer applies
+    paid = signed_payment(client, body, secret=secret)
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["data"]["execution"]["status"] == "workflow_queued"
+    with pytest.raises(SystemExit):
+        run_cli("api-key", "create", "--admin", "--publishable")
