@@ -155,10 +155,9 @@ def status_of(
     """The status ``fact`` moves the session to, and why; None when it moves nothing."""
     kind, data = fact.kind, fact.data
     if kind == SESSION_CREATED:
-        status = PublicStatus(str(data.get("status", S.WORKFLOW_QUEUED.value)))
-        if status is S.AWAITING_PAYMENT:
-            return status, f"waiting for a payment of {_price(data)}"
-        return status, "queued: the workflow starts shortly"
+        if data.get("status") == S.AWAITING_PAYMENT.value:
+            return S.AWAITING_PAYMENT, f"waiting for a payment of {_price(data)}"
+        return S.WORKFLOW_QUEUED, "queued: the workflow starts shortly"
     if kind == PAYMENT_CONFIRMED:
         return S.PAYMENT_CONFIRMED, "payment confirmed"
     if kind in (PAYMENT_CANCELED, PAYMENT_EXPIRED):
@@ -171,8 +170,8 @@ def status_of(
     if kind == RUN_DELETED:
         return S.WORKFLOW_CANCELLED, "the execution was deleted"
     if kind == RUN_ENDED:  # the run ended without the history saying how (reconciliation)
-        status = _ENDED_AS[ExecutionStatus(str(data["status"]))]
-        return status, str(data.get("reason") or "the workflow ended")
+        ended = next((v for k, v in _ENDED_AS.items() if k.value == data.get("status")), None)
+        return (ended, "the workflow ended") if ended is not None else None
     return _run_status(kind, data, fact.at, current, before_pause)
 
 
