@@ -41,6 +41,7 @@ from reachflow.domain.graph_definition import (
 )
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
+from reachflow.services.idempotency import Claim
 from reachflow.services.workflows import WorkflowService, validate_workflow
 from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import VersionRecord, WorkflowRecord
@@ -88,9 +89,12 @@ class GraphWorkflowService:
 
     # -- workflows ------------------------------------------------------------------------
 
-    def create(self, organization_id: str, body: dict[str, Any]) -> WorkflowRecord:
+    def create(
+        self, organization_id: str, body: dict[str, Any], *, claim: Claim | None = None
+    ) -> WorkflowRecord:
         """A draft, or an active workflow that passed the activation checks: one transaction,
-        so a refused create (400) stores nothing and a retry makes no duplicate."""
+        so a refused create (400) stores nothing and a retry makes no duplicate. With
+        ``claim``, its idempotency key is recorded with it."""
         status = read_status(body.get("status", "draft"))
         if status not in ("draft", "active"):
             raise ValidationFailed(FieldError("status", "a new workflow is draft or active"))
@@ -116,6 +120,8 @@ class GraphWorkflowService:
             )
             if status == "active":
                 self._activate(conn, self._locked(conn, organization_id, workflow_id), now)
+            if claim is not None:
+                claim.record(conn, {"workflowId": workflow_id}, now)
         return self.workflows.get(organization_id, workflow_id)
 
     def _validated(

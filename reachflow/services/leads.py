@@ -28,6 +28,7 @@ from reachflow.domain.graph import NodeKind
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
 from reachflow.services.executions import parse_location
+from reachflow.services.idempotency import Claim
 from reachflow.services.phones import to_e164
 from reachflow.services.validation import DEFAULT_LIMITS, FieldLimits, check_size
 from reachflow.store.executions import ExecutionFilter, NewExecution
@@ -210,8 +211,16 @@ class LeadService:
         self.engine = engine
         self.clock = clock
 
-    def enroll(self, organization_id: str, workflow_id: str, rows: object) -> Enrolled:
-        """All or nothing: any bad row is a 400 listing every bad row, grouped by reason."""
+    def enroll(
+        self,
+        organization_id: str,
+        workflow_id: str,
+        rows: object,
+        *,
+        claim: Claim | None = None,
+    ) -> Enrolled:
+        """All or nothing: any bad row is a 400 listing every bad row, grouped by reason.
+        With ``claim``, its idempotency key is recorded with the leads."""
         if not isinstance(rows, list) or not rows:
             raise ValidationFailed(FieldError("leads", "must be a non-empty list of leads"))
         if len(rows) > MAX_LEADS:
@@ -242,6 +251,8 @@ class LeadService:
             )
             for start in range(0, len(new_rows), 500):
                 self.store.executions.insert_executions(conn, new_rows[start : start + 500], now)
+            if claim is not None:
+                claim.record(conn, {"enrolled": len(new_rows)}, now)
         self.engine.wakeup.set()
         return Enrolled(workflow_id, len(new_rows))
 

@@ -200,3 +200,26 @@ def test_racing_public_sessions_make_one_session(client: TestClient, services: S
     assert len({a.json()["data"]["clientToken"] for a in answers}) == RACERS
     assert _count(services, "public_sessions") == 1
     assert _count(services, "executions") == 1
+
+
+def test_dialnexa_workflow_creates_and_lead_uploads_replay(
+    client: TestClient, services: Services
+) -> None:
+    first = client.post("/v1/workflows", json={"title": "graph"}, headers={"Idempotency-Key": "g"})
+    again = client.post("/v1/workflows", json={"title": "graph"}, headers={"Idempotency-Key": "g"})
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = client.post("/v1/workflows", json={"title": "other"}, headers={"Idempotency-Key": "g"})
+    assert other.status_code == 409
+    workflow_id = first.json()["id"]
+    url = f"/v1/workflows/{workflow_id}/leads"
+    csv = b"phone_number,first_name\n+12125550123,Ada\n+12125550124,Grace\n"
+    headers = {"content-type": "text/csv", "Idempotency-Key": "upload-1"}
+    uploaded = [client.post(url, content=csv, headers=headers) for _ in range(2)]
+    assert [u.status_code for u in uploaded] == [201, 201]
+    assert uploaded[0].json() == uploaded[1].json()
+    assert uploaded[0].json()["leads_enrolled"] == 2
+    assert _count(services, "executions") == 2
+    changed = client.post(url, content=csv + b"+12125550125,Alan\n", headers=headers)
+    assert changed.status_code == 409

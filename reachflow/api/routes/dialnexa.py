@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from reachflow.api.bodies import body_of
 from reachflow.api.deps import CleanParameters, EdgeId, NodeId, OrgDep, ServicesDep, WorkflowId
@@ -16,6 +16,7 @@ from reachflow.api.dialnexa_json import (
     warnings_json,
     workflow_json,
 )
+from reachflow.api.idempotency import IdempotencyKey, idempotent
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import (
     EdgeCreate,
@@ -47,9 +48,25 @@ def present(services: Services, record: WorkflowRecord) -> dict[str, Any]:
     return workflow_json(record, enrolled_leads=enrolled)
 
 
-@router.post("", status_code=201, responses=errors(body=True))
-def create_workflow(services: ServicesDep, org: OrgDep, body: CreateBody) -> dict[str, Any]:
-    return present(services, services.graph_workflows.create(org, body))
+@router.post("", status_code=201, responses=errors(409, body=True))
+def create_workflow(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    org: OrgDep,
+    body: CreateBody,
+    key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    return idempotent(
+        services,
+        org,
+        request,
+        response,
+        body,
+        key,
+        lambda claim: present(services, services.graph_workflows.create(org, body, claim=claim)),
+        lambda done: present(services, services.workflows.get(org, done["workflowId"])),
+    )
 
 
 @router.get("", responses=errors())

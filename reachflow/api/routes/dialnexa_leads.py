@@ -5,17 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from reachflow.api.bodies import check_body
 from reachflow.api.deps import CleanParameters, LeadId, OrgDep, ServicesDep, WorkflowId
 from reachflow.api.dialnexa_json import lead_json, page_meta, timed
+from reachflow.api.idempotency import IdempotencyKey, idempotent
 from reachflow.api.json_body import check_text, parse_json
 from reachflow.api.openapi import OPENAPI_BODY_ATTR, errors
 from reachflow.api.schemas import LeadCsv, LeadRow, LeadUpload
 from reachflow.domain.errors import FieldError, ValidationFailed
 from reachflow.services.leads import (
     MAX_LEADS,
+    Enrolled,
     read_lead_csv,
     regrouped,
     rows_problems,
@@ -115,10 +117,25 @@ LeadRows = Annotated[Upload, Depends(lead_rows)]
 
 @router.post("", status_code=201, responses=errors(404, 409, 422, body=True))
 async def enroll(
-    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, rows: LeadRows
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    rows: LeadRows,
+    key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     try:
-        enrolled = services.leads.enroll(org, workflow_id, rows.rows)
+        enrolled = idempotent(
+            services,
+            org,
+            request,
+            response,
+            rows.rows,
+            key,
+            lambda claim: services.leads.enroll(org, workflow_id, rows.rows, claim=claim),
+            lambda done: Enrolled(workflow_id, int(done["enrolled"])),
+        )
     except ValidationFailed as exc:
         raise regrouped(exc, rows.lines) from None
     noun = "lead" if enrolled.count == 1 else "leads"
