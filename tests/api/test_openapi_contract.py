@@ -36,6 +36,10 @@ WITH_BODY = {
     ("post", "/v1/workflows/{workflowId}/edges"),
     ("post", "/v1/workflows/{workflowId}/leads"),
     ("post", "/v1/public/workflows/{id}/executions"),
+    ("post", "/api/v1/webhooks"),
+    ("patch", "/api/v1/webhooks/{webhookId}"),
+    ("post", "/api/v1/webhooks/{webhookId}/rotate-secret"),
+    ("post", "/api/v1/webhooks/{webhookId}/redeliver"),
 }
 UNAUTHENTICATED = {("get", "/healthz")}
 #: Read with a client token (``?token=`` or a bearer token), not with an API key.
