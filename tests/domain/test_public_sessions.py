@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reachflow.domain import public_sessions as ps
@@ -105,6 +105,7 @@ histories = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(histories, st.booleans())
 def test_every_change_is_a_legal_move(kinds: list[tuple[str, int]], priced: bool) -> None:
     changes = status_changes(_facts(kinds, priced))
@@ -118,6 +119,7 @@ def test_every_change_is_a_legal_move(kinds: list[tuple[str, int]], priced: bool
     assert [c.sequence for c in changes] == list(range(1, len(changes) + 1))
 
 
+@settings(deadline=None)
 @given(histories, st.booleans())
 def test_the_fold_is_deterministic_and_a_prefix_folds_to_a_prefix(
     kinds: list[tuple[str, int]], priced: bool
@@ -130,6 +132,7 @@ def test_the_fold_is_deterministic_and_a_prefix_folds_to_a_prefix(
         assert whole[: len(part)] == part
 
 
+@settings(deadline=None)
 @given(histories, st.booleans())
 def test_nothing_moves_after_an_end(kinds: list[tuple[str, int]], priced: bool) -> None:
     changes = status_changes(_facts(kinds, priced))
@@ -203,6 +206,7 @@ def test_a_run_that_ended_without_its_events_still_ends_the_session() -> None:
     assert ps.reconciled(done, ExecutionStatus.COMPLETED, run_gone=False, at=T0) == done
 
 
+@settings(deadline=None)
 @given(
     st.sampled_from(RUN_KINDS + SESSION_KINDS),
     st.dictionaries(
