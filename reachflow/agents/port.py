@@ -66,6 +66,8 @@ class AgentResult:
     reported_at: datetime
     #: An inbound text the contact sent in answer (STOP and its kin opt the number out).
     reply: str | None = None
+    #: When the contact asked to be called back (with ``CALL_AGAIN``), if the agent heard it.
+    callback_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +115,7 @@ def receipt_to_json(receipt: DispatchReceipt) -> dict[str, Any]:
             "call": result.call.to_json(),
             "reportedAt": result.reported_at.isoformat(),
             "reply": result.reply,
+            "callbackAt": result.callback_at.isoformat() if result.callback_at else None,
             "extra": dict(result.extra),
         },
     }
@@ -139,6 +142,9 @@ def receipt_from_json(data: dict[str, Any]) -> DispatchReceipt:
             ),
             reported_at=datetime.fromisoformat(result["reportedAt"]),
             reply=result.get("reply"),
+            callback_at=datetime.fromisoformat(result["callbackAt"])
+            if result.get("callbackAt")
+            else None,
             extra=dict(result.get("extra") or {}),
         ),
     )

@@ -15,7 +15,7 @@ from reachflow.domain.enums import Disposition
 from reachflow.domain.errors import ProblemCollector
 from reachflow.domain.instants import read_instant
 
-RESULT_FIELDS = frozenset({"disposition", "agentCall", "reply", "extra"})
+RESULT_FIELDS = frozenset({"disposition", "agentCall", "reply", "callbackAt", "extra"})
 CALL_FIELDS = frozenset(
     {
         "id",
@@ -62,6 +62,7 @@ def parse_result(body: dict[str, Any], call_id: str, now: datetime) -> AgentResu
     reply = body.get("reply")
     if reply is not None and (not isinstance(reply, str) or len(reply) > 2000):
         problems.add("reply", "must be a string of at most 2000 characters")
+    callback_at = read_instant(body.get("callbackAt"), "callbackAt", problems)
     ended_reason = (
         _disposition(raw_call["callEndedReason"], "agentCall.callEndedReason", problems)
         if raw_call.get("callEndedReason") is not None
@@ -85,6 +86,7 @@ def parse_result(body: dict[str, Any], call_id: str, now: datetime) -> AgentResu
         ),
         reported_at=now,
         reply=reply,
+        callback_at=callback_at,
     )
 
 

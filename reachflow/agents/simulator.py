@@ -7,6 +7,9 @@ Config (all optional):
   dispositions of this agent's 1st, 2nd, ... dispatch in an execution (the last one repeats);
 * ``replies``: ``{"+14155550123": [null, "STOP"]}``: per phone number, the text the contact
   sends back after this agent's 1st, 2nd, ... dispatch (null: no reply; the last one repeats);
+* ``callbackAt``: ``{"+14155550123": ["2026-03-10T19:00:00Z"]}``: per phone number, when the
+  contact asks to be called back on a ``CALL_AGAIN`` after this agent's 1st, 2nd, ... dispatch
+  (null: no time named; the last one repeats);
 * ``distribution``: ``{"NO_ANSWER": 3, "CALENDLY": 1}`` with ``seed``: a weighted draw, seeded by
   the idempotency key, so a retried dispatch gets the same outcome;
 * ``callDurationSecs`` (default 60) for answered calls, ``ringDurationSecs`` (default 30) for
@@ -124,6 +127,16 @@ def choose_reply(config: dict[str, Any], request: DispatchRequest) -> str | None
     return str(reply) if reply else None
 
 
+def choose_callback(
+    config: dict[str, Any], request: DispatchRequest, disposition: Disposition
+) -> datetime | None:
+    scripted = (config.get("callbackAt") or {}).get(request.phone)
+    if disposition is not Disposition.CALL_AGAIN or not scripted:
+        return None
+    named = scripted[min(request.sequence, len(scripted)) - 1]
+    return datetime.fromisoformat(str(named).replace("Z", "+00:00")) if named else None
+
+
 def simulate(request: DispatchRequest) -> DispatchReceipt:
     config = request.agent_config
     disposition = original = choose_disposition(config, request)
@@ -161,5 +174,6 @@ def simulate(request: DispatchRequest) -> DispatchReceipt:
             call=call,
             reported_at=ended,
             reply=choose_reply(config, request),
+            callback_at=choose_callback(config, request, disposition),
         ),
     )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from standardwebhooks.webhooks import Webhook
@@ -146,12 +147,24 @@ class SubscriberClient:
         async def shutdown() -> None:
             # Attempts still waiting for a slow subscriber are abandoned: their leases lapse
             # and another worker sends them again.
-            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            def others() -> set[asyncio.Task[Any]]:
+                return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+            # A moment for attempts that are connecting: cancelled mid-connect, the connection
+            # library leaves a coroutine behind that never ran.
+            if others():
+                await asyncio.wait(others(), timeout=0.25)
+            for _ in range(20):  # cancelling a request may start cleanup tasks of its own
+                pending = others()
+                if not pending:
+                    break
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.sleep(0)
             if client is not None:
                 await client.aclose()
+            await asyncio.get_running_loop().shutdown_asyncgens()
 
         with contextlib.suppress(Exception):  # closing anyway
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=5)

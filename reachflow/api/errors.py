@@ -93,17 +93,20 @@ def is_busy(exc: BaseException) -> bool:
     return False
 
 
+def error_items(exc: ReachflowError) -> list[dict[str, Any]]:
+    """The ``errors`` of an error body: every problem, each under its field."""
+    if isinstance(exc, GraphInvalid):  # each problem also names its machine code
+        return [p.to_json() for p in exc.graph_problems]
+    if isinstance(exc, RowsInvalid):  # lead rows grouped by reason, with their rows
+        return list(exc.items)
+    return [{"field": e.field, "message": e.message} for e in exc.errors]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ReachflowError)
     async def _domain(_request: Request, exc: ReachflowError) -> JSONResponse:
         status = status_of(exc)
-        errors: list[dict[str, str]] = [
-            {"field": e.field, "message": e.message} for e in exc.errors
-        ]
-        if isinstance(exc, GraphInvalid):  # each problem also names its machine code
-            errors = [p.to_json() for p in exc.graph_problems]
-        if isinstance(exc, RowsInvalid):  # lead rows grouped by reason, with their rows
-            errors = exc.items
+        errors = error_items(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(
             error_body(status, exc.message, exc.code, exc.field, errors), status, headers=headers

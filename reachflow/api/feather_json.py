@@ -147,6 +147,8 @@ def step_json(s: StepRecord) -> dict[str, Any]:
         "nodeId": s.node_id,
         "scheduledAt": iso(s.scheduled_at),
         "nextAllowedAt": iso(s.next_allowed_at),
+        # A step that waited for a reply (waitForReply, WAIT_FOR_REPLY) shows what came.
+        **({"reply": s.reply, "repliedAt": iso(s.replied_at)} if s.reply is not None else {}),
     }
 
 

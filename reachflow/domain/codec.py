@@ -39,6 +39,8 @@ def state_to_json(state: ExecutionState) -> dict[str, Any]:
         "completedAt": _iso(state.completed_at),
         "outcome": state.outcome,
         "reason": state.reason,
+        "lastReply": state.last_reply,
+        "retries": dict(state.retries),
     }
 
 
@@ -64,4 +66,6 @@ def state_from_json(raw: dict[str, Any]) -> ExecutionState:
         completed_at=_dt(raw.get("completedAt")),
         outcome=raw.get("outcome"),
         reason=raw.get("reason"),
+        last_reply=raw.get("lastReply"),
+        retries={str(k): int(v) for k, v in (raw.get("retries") or {}).items()},
     )

@@ -10,6 +10,7 @@ Fields read only the execution's own state:
 * ``call_status`` (DialNexa's CONDITIONAL example): the outcome group of the last reported
   disposition, ``COMPLETED``, ``DNP`` or ``FAILED`` (see ``enums.OUTCOME_GROUPS``);
 * ``phone``, ``zipcode``, ``state``: the contact.
+* ``lastReply``: the contact's last reply to a step that waited for one.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ KNOWN_FIELDS_HINT = (
     "use variables.<key>, metadata.<key>, disposition, call_status, agentCall.<field>, "
     "attempts or attempts.<nodeId>"
 )
+#: The contact's last reply to a step that waited for one (``waitForReply``).
+LAST_REPLY_FIELD = "lastReply"
+_SCALAR_FIELDS = _SCALAR_FIELDS | {LAST_REPLY_FIELD}
 _PREFIXES = ("variables.", "metadata.", "agentCall.", "attempts.")
 AGENT_CALL_FIELDS = frozenset(
     {
@@ -96,6 +100,7 @@ class Facts:
     phone: str | None = None
     zipcode: str | None = None
     state: str | None = None
+    last_reply: str | None = None
 
 
 _MISSING = object()
@@ -111,7 +116,12 @@ def lookup(facts: Facts, field: str) -> Any:
         if field == CALL_STATUS:
             group = outcome_group(facts.disposition)
             return _MISSING if group is None else group
-        value = {"phone": facts.phone, "zipcode": facts.zipcode, "state": facts.state}.get(field)
+        value = {
+            "phone": facts.phone,
+            "zipcode": facts.zipcode,
+            "state": facts.state,
+            LAST_REPLY_FIELD: facts.last_reply,
+        }.get(field)
         return _MISSING if value is None else value
     if root == "attempts":
         return facts.node_attempts.get(rest, 0)

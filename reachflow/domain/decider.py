@@ -27,6 +27,8 @@ from reachflow.domain.errors import IllegalTransition
 from reachflow.domain.gate import Gate
 from reachflow.domain.graph import (
     NEXT,
+    NO_REPLY,
+    REPLIED,
     SKIPPED,
     ActionConfig,
     ApplicationConfig,
@@ -35,14 +37,25 @@ from reachflow.domain.graph import (
     Graph,
     Node,
     NodeKind,
+    ReplyConfig,
+    ReplyWait,
+    RetryRule,
     TimeConfig,
 )
-from reachflow.domain.templates import render
+from reachflow.domain.replies import MAX_REPLY, classify
+from reachflow.domain.templates import LAST_REPLY, render
 from reachflow.domain.windows import local_to_utc
 
 _STEP_NAMESPACE = uuid.UUID("5b0f3c2e-8d7a-4f43-9a59-7c1b3e0f2a11")
 #: A decision that enters more nodes than this without waiting is a spinning graph.
 MAX_ENTRIES_PER_DECISION = 64
+#: A callback time further away than this is held to it (``retryPolicy``, ``callbackAt``).
+MAX_CALLBACK_AHEAD = timedelta(days=90)
+#: Text dispositions after which a ``waitForReply`` step does not wait: the text did not go
+#: out, or the contact is gone.
+NOT_SENT = frozenset(
+    {Disposition.COULD_NOT_CONNECT, Disposition.BAD_NUMBER, Disposition.DNC, Disposition.FRAUD}
+)
 
 
 class Phase(StrEnum):
@@ -52,6 +65,7 @@ class Phase(StrEnum):
     DEFERRED = "DEFERRED"  # held by the gate until wake_at
     DISPATCHED = "DISPATCHED"  # waiting for the agent's report; wake_at is the report deadline
     APPLYING = "APPLYING"  # waiting for an application action's result
+    AWAITING_REPLY = "AWAITING_REPLY"  # waiting for the contact's text; wake_at is the timeout
     DONE = "DONE"
 
 
@@ -87,6 +101,10 @@ class ExecutionState:
     completed_at: datetime | None = None
     outcome: str | None = None
     reason: str | None = None
+    #: The contact's last reply to a step that waited for one (``{{lastReply}}``).
+    last_reply: str | None = None
+    #: Retries made of the current node, per disposition (``retryPolicy``).
+    retries: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def is_finished(self) -> bool:
@@ -127,6 +145,10 @@ class AgentReported:
     step_execution_id: str
     disposition: Disposition
     call: Mapping[str, Any] = field(default_factory=dict)
+    #: A text the contact sent back with the result (a text agent's report).
+    reply: str | None = None
+    #: When the contact asked to be called back (``CALL_AGAIN``), if the agent heard it.
+    callback_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +192,17 @@ class MetadataMerged:
     metadata: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyReceived:
+    """The contact texted the execution's number (``POST /api/v1/inbound-texts``, Twilio)."""
+
+    text: str
+
+
 Event = (
     WakeUp
     | AgentReported
+    | ReplyReceived
     | DispatchFailed
     | DispatchHeld
     | ApplicationFinished
@@ -285,6 +315,20 @@ def decide(context: Context, state: ExecutionState, event: Event, now: datetime)
     return run.decision()
 
 
+#: Phases whose timer a pause stops and a resume restarts with the time that was left.
+_TIMED = (Phase.DELAY, Phase.NOT_STARTED, Phase.AWAITING_REPLY)
+
+
+def reply_wait_of(node: Node) -> ReplyWait | None:
+    """The reply a node waits for: a text's ``reply_wait``, a ``WAIT_FOR_REPLY`` node's."""
+    config = node.config
+    if isinstance(config, ActionConfig):
+        return config.reply_wait
+    if isinstance(config, ReplyConfig):
+        return config.wait
+    return None
+
+
 class _Run:
     """One decision being built. Private and short-lived: ``decide`` is the only entry."""
 
@@ -320,6 +364,8 @@ class _Run:
             self.on_wake()
         elif isinstance(event, AgentReported):
             self.on_report(event)
+        elif isinstance(event, ReplyReceived):
+            self.on_reply(event)
         elif isinstance(event, DispatchFailed):
             self.on_dispatch_failed(event)
         elif isinstance(event, DispatchHeld):
@@ -359,11 +405,18 @@ class _Run:
         elif s.phase is Phase.DEFERRED:
             self.try_dispatch(self.current())
         elif s.phase is Phase.DISPATCHED and s.step_id is not None:
-            self.log("report_timeout", stepExecutionId=s.step_id)
+            self.log("report_timeout", node=s.node_id, stepExecutionId=s.step_id)
             self.complete_step(Disposition.COULD_NOT_CONNECT, {}, StepStatus.FAILED)
         elif s.phase is Phase.APPLYING and s.step_id is not None:
             self.log("application_timeout", stepExecutionId=s.step_id)
             self.on_application(ApplicationFinished(s.step_id, False, "timed out"))
+        elif s.phase is Phase.AWAITING_REPLY and s.step_id is not None:
+            self.steps.append(
+                StepUpdated(s.step_id, StepStatus.COMPLETED, self.now, completed_at=self.now)
+            )
+            self.log("no_reply", node=s.node_id, stepExecutionId=s.step_id)
+            self.set(step_id=None, wake_at=None)
+            self.follow(NO_REPLY)
 
     def on_report(self, event: AgentReported) -> None:
         s = self.s
@@ -375,13 +428,108 @@ class _Run:
                 why="not the step in flight",
             )
             return
-        self.log("reported", stepExecutionId=s.step_id, disposition=event.disposition.value)
-        self.complete_step(event.disposition, event.call, StepStatus.COMPLETED)
+        self.log(
+            "reported",
+            node=s.node_id,
+            stepExecutionId=s.step_id,
+            disposition=event.disposition.value,
+        )
+        wait = reply_wait_of(self.current())
+        if wait is not None and event.disposition not in NOT_SENT:
+            if event.reply:
+                self.take_reply(event.reply, wait, event.disposition, event.call)
+            else:
+                self.await_reply(wait, event.disposition, event.call)
+            return
+        self.complete_step(
+            event.disposition, event.call, StepStatus.COMPLETED, callback_at=event.callback_at
+        )
+
+    def on_reply(self, event: ReplyReceived) -> None:
+        s = self.s
+        wait = reply_wait_of(self.current()) if s.node_id is not None else None
+        waiting = s.phase is Phase.AWAITING_REPLY or s.phase is Phase.DISPATCHED
+        if s.is_finished or s.step_id is None or wait is None or not waiting:
+            self.log("reply_ignored", why="not waiting for a reply", reply=event.text[:160])
+            return
+        # A reply before the delivery report proves the text arrived.
+        delivered = Disposition.ENDED if s.phase is Phase.DISPATCHED else None
+        self.take_reply(event.text, wait, delivered, None)
+
+    def await_reply(
+        self,
+        wait: ReplyWait,
+        disposition: Disposition | None,
+        call: Mapping[str, Any] | None,
+    ) -> None:
+        """Hold the step in flight until a reply or the timeout (``no_reply``)."""
+        step_id = self.s.step_id
+        assert step_id is not None
+        until = self.now + timedelta(seconds=wait.timeout_secs)
+        self.steps.append(
+            StepUpdated(
+                step_id,
+                StepStatus.RUNNING,
+                self.now,
+                disposition=disposition,
+                agent_call=dict(call) if call else None,
+            )
+        )
+        if disposition is not None:
+            self.set(disposition=disposition, last_call=dict(call) if call else None)
+        if self.s.status is ExecutionStatus.PAUSED:
+            self.set(phase=Phase.AWAITING_REPLY, wake_at=None, remaining_secs=wait.timeout_secs)
+        else:
+            self.set(phase=Phase.AWAITING_REPLY, wake_at=until)
+        self.log(
+            "awaiting_reply", node=self.s.node_id, stepExecutionId=step_id, until=until.isoformat()
+        )
+
+    def take_reply(
+        self,
+        text: str,
+        wait: ReplyWait,
+        disposition: Disposition | None,
+        call: Mapping[str, Any] | None,
+    ) -> None:
+        """The step ends with the reply; the branch it matches is followed."""
+        step_id = self.s.step_id
+        assert step_id is not None
+        reply = text[:MAX_REPLY]
+        outcome = classify(reply, wait)
+        self.steps.append(
+            StepUpdated(
+                step_id,
+                StepStatus.COMPLETED,
+                self.now,
+                completed_at=self.now,
+                disposition=disposition,
+                agent_call=dict(call) if call else None,
+                reply=reply,
+                replied_at=self.now,
+            )
+        )
+        if disposition is not None:
+            self.set(disposition=disposition, last_call=dict(call) if call else None)
+        self.set(last_reply=reply, step_id=None, wake_at=None, remaining_secs=None)
+        self.log(
+            "replied",
+            node=self.s.node_id,
+            stepExecutionId=step_id,
+            outcome=outcome,
+            reply=reply[:160],
+        )
+        self.follow(outcome, fallbacks=(REPLIED,) if outcome != REPLIED else ())
 
     def on_dispatch_failed(self, event: DispatchFailed) -> None:
         if self.s.phase is not Phase.DISPATCHED or self.s.step_id != event.step_execution_id:
             return
-        self.log("dispatch_failed", stepExecutionId=event.step_execution_id, reason=event.reason)
+        self.log(
+            "dispatch_failed",
+            node=self.s.node_id,
+            stepExecutionId=event.step_execution_id,
+            reason=event.reason,
+        )
         self.complete_step(Disposition.COULD_NOT_CONNECT, {}, StepStatus.FAILED)
 
     def on_dispatch_held(self, event: DispatchHeld) -> None:
@@ -413,7 +561,7 @@ class _Run:
             return
         remaining: float | None = None
         wake_at = s.wake_at
-        if s.phase in (Phase.DELAY, Phase.NOT_STARTED) and s.wake_at is not None:
+        if s.phase in _TIMED and s.wake_at is not None:
             remaining = max(0.0, (s.wake_at - self.now).total_seconds())
             wake_at = None
         elif s.phase is Phase.DEFERRED:
@@ -437,7 +585,7 @@ class _Run:
         status = s.paused_from or ExecutionStatus.RUNNING
         self.set(status=status, paused_from=None)
         self.log("resumed", remainingSecs=s.remaining_secs)
-        if s.phase in (Phase.DELAY, Phase.NOT_STARTED):
+        if s.phase in _TIMED:
             self.set(
                 wake_at=self.now + timedelta(seconds=s.remaining_secs or 0), remaining_secs=None
             )
@@ -485,6 +633,7 @@ class _Run:
             phone=self.ctx.lead.phone,
             zipcode=self.ctx.lead.zipcode,
             state=self.ctx.lead.state,
+            last_reply=s.last_reply,
         )
 
     def enter(self, node_id: str, *, count_visit: bool = True) -> None:
@@ -496,7 +645,14 @@ class _Run:
         visits = dict(self.s.visits)
         if count_visit or node_id not in visits:
             visits[node_id] = visits.get(node_id, 0) + 1
-        self.set(node_id=node_id, visits=visits, phase=Phase.ENTER, wake_at=None, step_id=None)
+        self.set(
+            node_id=node_id,
+            visits=visits,
+            phase=Phase.ENTER,
+            wake_at=None,
+            step_id=None,
+            retries={},
+        )
         config = node.config
         if isinstance(config, ActionConfig):
             self.enter_action(node, config)
@@ -512,11 +668,55 @@ class _Run:
             self.enter_application(node, config)
         elif isinstance(config, EndConfig):
             self.finish(ExecutionStatus.COMPLETED, config.outcome.value)
+        elif isinstance(config, ReplyConfig):
+            self.enter_reply_wait(node, config.wait)
 
-    def enter_action(self, node: Node, config: ActionConfig) -> None:
+    def enter_reply_wait(self, node: Node, wait: ReplyWait) -> None:
+        """A ``WAIT_FOR_REPLY`` node: a step of its own that holds until the contact texts."""
         visit = self.s.visits[node.id]
         step_id = step_execution_id(self.s.execution_id, node.id, visit)
+        self.steps.append(
+            StepOpened(
+                id=step_id,
+                node_id=node.id,
+                visit=visit,
+                kind=node.kind,
+                channel=Channel.TEXT,
+                order=0,
+                delay_secs=0,
+                agent_id=None,
+                leave_voicemail=False,
+                needs_tcpa=False,
+                finish_on=(),
+                scheduled_at=self.now,
+            )
+        )
+        self.steps.append(StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now))
+        self.set(step_id=step_id)
+        self.await_reply(wait, None, None)
+
+    def enter_action(self, node: Node, config: ActionConfig) -> None:
         due = self.now + timedelta(seconds=config.delay_secs)
+        step_id = self.open_step(node, config, due)
+        if config.guard is not None and not all_hold(config.guard, self.facts()):
+            self.steps.append(
+                StepUpdated(step_id, StepStatus.SKIPPED, self.now, completed_at=self.now)
+            )
+            self.log("skipped", node=node.id, stepExecutionId=step_id, why="conditions do not hold")
+            self.set(step_id=None)
+            self.follow(SKIPPED)
+            return
+        if config.delay_secs > 0:
+            self.set(phase=Phase.DELAY, wake_at=due)
+            self.log("scheduled", node=node.id, stepExecutionId=step_id, at=due.isoformat())
+            return
+        self.log("scheduled", node=node.id, stepExecutionId=step_id, at=due.isoformat())
+        self.try_dispatch(node)
+
+    def open_step(self, node: Node, config: ActionConfig, due: datetime) -> str:
+        """A step execution for this visit of an ACTION node, due at ``due``."""
+        visit = self.s.visits[node.id]
+        step_id = step_execution_id(self.s.execution_id, node.id, visit)
         self.steps.append(
             StepOpened(
                 id=step_id,
@@ -534,20 +734,7 @@ class _Run:
             )
         )
         self.set(step_id=step_id, dispatch_attempt=0)
-        if config.guard is not None and not all_hold(config.guard, self.facts()):
-            self.steps.append(
-                StepUpdated(step_id, StepStatus.SKIPPED, self.now, completed_at=self.now)
-            )
-            self.log("skipped", node=node.id, stepExecutionId=step_id, why="conditions do not hold")
-            self.set(step_id=None)
-            self.follow(SKIPPED)
-            return
-        if config.delay_secs > 0:
-            self.set(phase=Phase.DELAY, wake_at=due)
-            self.log("scheduled", node=node.id, stepExecutionId=step_id, at=due.isoformat())
-            return
-        self.log("scheduled", node=node.id, stepExecutionId=step_id, at=due.isoformat())
-        self.try_dispatch(node)
+        return step_id
 
     def try_dispatch(self, node: Node) -> None:
         config = node.config
@@ -566,7 +753,12 @@ class _Run:
             per_agent[config.agent_id] = per_agent.get(config.agent_id, 0) + 1
             key = idempotency_key(self.s.execution_id, step_id, attempt)
             message = (
-                render(config.message, self.s.variables, self.s.metadata)
+                render(
+                    config.message,
+                    self.s.variables,
+                    self.s.metadata,
+                    {LAST_REPLY: self.s.last_reply},
+                )
                 if config.message is not None
                 else None
             )
@@ -642,7 +834,12 @@ class _Run:
         self.follow(SKIPPED)
 
     def complete_step(
-        self, disposition: Disposition, call: Mapping[str, Any], status: StepStatus
+        self,
+        disposition: Disposition,
+        call: Mapping[str, Any],
+        status: StepStatus,
+        *,
+        callback_at: datetime | None = None,
     ) -> None:
         assert self.s.step_id is not None
         self.steps.append(
@@ -661,7 +858,58 @@ class _Run:
             step_id=None,
             wake_at=None,
         )
+        if self.retry(disposition, callback_at):
+            return
         self.follow(disposition.value)
+
+    def retry(self, disposition: Disposition, callback_at: datetime | None) -> bool:
+        """The step's retry policy for this outcome: a new attempt (a new step execution, its
+        own idempotency key) at the time the rule gives. The gate still decides when it may go
+        out: outside the contact's window it is deferred to the next opening, never dropped."""
+        node = self.current()
+        config = node.config
+        if not isinstance(config, ActionConfig):
+            return False
+        rule = next((r for r in config.retries if r.disposition == disposition.value), None)
+        if rule is None:
+            return False
+        done = self.s.retries.get(rule.disposition, 0)
+        if done >= rule.max_retries:
+            self.log("retries_exhausted", node=node.id, disposition=disposition.value, retries=done)
+            return False
+        at, why = self.retry_at(rule, callback_at)
+        visits = dict(self.s.visits)
+        visits[node.id] = visits.get(node.id, 0) + 1
+        self.set(visits=visits, retries={**self.s.retries, rule.disposition: done + 1})
+        step_id = self.open_step(node, config, at)
+        if self.s.status is ExecutionStatus.PAUSED:
+            remaining = max(0.0, (at - self.now).total_seconds())
+            self.set(phase=Phase.DELAY, wake_at=None, remaining_secs=remaining)
+        else:
+            self.set(phase=Phase.DELAY, wake_at=at)
+        self.log(
+            "retry_scheduled",
+            node=node.id,
+            stepExecutionId=step_id,
+            disposition=disposition.value,
+            retry=done + 1,
+            maxRetries=rule.max_retries,
+            at=at.isoformat(),
+            why=why,
+        )
+        return True
+
+    def retry_at(self, rule: RetryRule, callback_at: datetime | None) -> tuple[datetime, str]:
+        if rule.use_callback_at and callback_at is not None:
+            named = callback_at.isoformat()
+            if callback_at <= self.now:
+                return self.now, f"the contact asked for a call back at {named}: that is past"
+            if callback_at - self.now > MAX_CALLBACK_AHEAD:
+                latest = self.now + MAX_CALLBACK_AHEAD
+                return latest, f"the contact asked for a call back at {named}: held to 90 days"
+            return callback_at, f"the contact asked for a call back at {named}"
+        at = self.now + timedelta(seconds=rule.delay_secs)
+        return at, f"{rule.disposition}: again after {rule.delay_secs} s"
 
     def enter_application(self, node: Node, config: ApplicationConfig) -> None:
         visit = self.s.visits[node.id]
@@ -753,10 +1001,17 @@ class _Run:
                 return answer.at
         return self.now
 
-    def follow(self, outcome: str) -> None:
+    def follow(self, outcome: str, *, fallbacks: tuple[str, ...] = ()) -> None:
+        """Take the edge ``outcome`` matches; with ``fallbacks``, an edge labelled with the
+        outcome or else one of them, in order, before an unlabelled one."""
         node_id = self.s.node_id
         assert node_id is not None
-        target = self.ctx.graph.next_node(node_id, outcome)
+        graph = self.ctx.graph
+        target = (
+            graph.next_node_preferring(node_id, (outcome, *fallbacks))
+            if fallbacks
+            else graph.next_node(node_id, outcome)
+        )
         if target is None:
             self.log("no_edge", node=node_id, outcome=outcome)
             self.finish(ExecutionStatus.COMPLETED, "completed")

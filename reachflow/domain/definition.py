@@ -14,13 +14,29 @@ Our choices where Feather's docs are silent (documented in docs/workflows.md):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from reachflow.domain.conditions import parse_condition_set
 from reachflow.domain.enums import Channel, Disposition
 from reachflow.domain.errors import ProblemCollector
-from reachflow.domain.graph import SKIPPED, ActionConfig, Edge, EndConfig, Graph, Node, NodeKind
+from reachflow.domain.graph import (
+    NO_REPLY,
+    OPTED_OUT,
+    REPLIED,
+    SKIPPED,
+    ActionConfig,
+    Edge,
+    EndConfig,
+    Graph,
+    Node,
+    NodeKind,
+    ReplyBranch,
+    ReplyWait,
+    RetryRule,
+)
+from reachflow.domain.replies import MAX_BRANCHES, MAX_KEYWORDS, pattern_problem
 from reachflow.domain.templates import TemplateSyntaxError, placeholder_names
 
 STEP_FIELDS = frozenset(
@@ -37,6 +53,8 @@ STEP_FIELDS = frozenset(
         "initialMessage",
         "count",
         "voicemailMessage",
+        "waitForReply",
+        "retryPolicy",
     }
 )
 DEFINITION_FIELDS = frozenset({"steps", "isInfinite"})
@@ -99,6 +117,7 @@ def normalize_linear(
             seen_ids.setdefault(sid, i)
     if infinite and not any(s.get("delayInSecs", 0) > 0 for s in steps):
         problems.add(f"{path}.isInfinite", "an infinite workflow needs a step with delayInSecs > 0")
+    _check_reply_targets(steps, path, problems)
     problems.raise_if_any()
     steps.sort(key=lambda s: s["order"])
     return {"steps": steps, "isInfinite": infinite}
@@ -179,6 +198,16 @@ def _normalize_step(
     out["count"] = _int_field(item, "count", path, problems, minimum=1, default=1)
     if isinstance(out["count"], int) and out["count"] > MAX_COUNT:
         problems.add(f"{path}.count", f"must be at most {MAX_COUNT}")
+    if "waitForReply" in item:
+        if channel is not Channel.TEXT:
+            problems.add(f"{path}.waitForReply", "only a TEXT step waits for a reply")
+        out["waitForReply"] = _normalize_wait(
+            item["waitForReply"], f"{path}.waitForReply", problems
+        )
+    if "retryPolicy" in item:
+        out["retryPolicy"] = _normalize_retry_policy(
+            item["retryPolicy"], f"{path}.retryPolicy", problems
+        )
     return out
 
 
@@ -203,6 +232,213 @@ def _int_field(
     if value < minimum:
         problems.add(f"{path}.{name}", f"must be >= {minimum}")
     return value
+
+
+# -- waitForReply and retryPolicy ----------------------------------------------------------
+
+WAIT_FIELDS = frozenset({"timeoutSecs", "branches", "onReply", "onNoReply"})
+BRANCH_FIELDS = frozenset({"name", "keywords", "regex", "optOut", "then"})
+#: Where a reply outcome leads: end the execution, the step's next attempt or step, or a step.
+FINISH, NEXT_STEP = "finish", "next"
+MIN_REPLY_TIMEOUT = 60
+MAX_REPLY_TIMEOUT = 30 * 86400
+MAX_RETRIES = 10
+MAX_RETRY_DELAY = 30 * 86400
+RETRY_FIELDS = frozenset({"delaySecs", "maxRetries", "useCallbackAt"})
+#: Labels a branch may not take: the reply outcomes, the default, the skipped outcome.
+_RESERVED = frozenset(
+    {REPLIED.upper(), NO_REPLY.upper(), OPTED_OUT.upper(), "DEFAULT", SKIPPED, "NEXT"}
+    | {d.value for d in Disposition}
+)
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+
+
+def _normalize_wait(raw: object, path: str, problems: ProblemCollector) -> dict[str, Any]:
+    """``{timeoutSecs, branches: [{name, keywords | regex | optOut, then}], onReply,
+    onNoReply}``, every default filled in."""
+    if not isinstance(raw, Mapping):
+        problems.add(path, "must be an object {timeoutSecs, branches, onReply, onNoReply}")
+        return {}
+    for key in raw:
+        if key not in WAIT_FIELDS:
+            problems.add(f"{path}.{key}", f"unknown field; expected one of {sorted(WAIT_FIELDS)}")
+    timeout = _int_field(
+        raw, "timeoutSecs", path, problems, minimum=MIN_REPLY_TIMEOUT, required=True
+    )
+    if timeout > MAX_REPLY_TIMEOUT:
+        problems.add(f"{path}.timeoutSecs", f"must be at most {MAX_REPLY_TIMEOUT} (30 days)")
+    out: dict[str, Any] = {"timeoutSecs": timeout}
+    for key, default in (("onReply", FINISH), ("onNoReply", NEXT_STEP)):
+        target = raw.get(key, default)
+        if not isinstance(target, str) or not target:
+            problems.add(f"{path}.{key}", "must be finish, next or a step id")
+            target = default
+        out[key] = target
+    branches_raw = raw.get("branches", [])
+    if not isinstance(branches_raw, list):
+        problems.add(f"{path}.branches", "must be a list of branches")
+        branches_raw = []
+    if len(branches_raw) > MAX_BRANCHES:
+        problems.add(f"{path}.branches", f"at most {MAX_BRANCHES} branches")
+    branches = []
+    seen: set[str] = set()
+    for i, item in enumerate(branches_raw):
+        branch = _normalize_branch(item, i, f"{path}.branches[{i}]", problems)
+        name = str(branch.get("name", ""))
+        if name.upper() in seen:
+            problems.add(f"{path}.branches[{i}].name", f"duplicate branch {name!r}")
+        seen.add(name.upper())
+        branches.append(branch)
+    out["branches"] = branches
+    return out
+
+
+def _normalize_branch(
+    item: object, index: int, path: str, problems: ProblemCollector
+) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        problems.add(path, "must be an object {name, keywords | regex | optOut, then}")
+        return {}
+    for key in item:
+        if key not in BRANCH_FIELDS:
+            problems.add(f"{path}.{key}", f"unknown field; expected one of {sorted(BRANCH_FIELDS)}")
+    tests = [k for k in ("keywords", "regex", "optOut") if k in item]
+    if len(tests) != 1:
+        problems.add(path, "give exactly one of keywords, regex or optOut")
+    out: dict[str, Any] = {}
+    if item.get("optOut", False) is not False:
+        if item.get("optOut") is not True:
+            problems.add(f"{path}.optOut", "must be true (or left out)")
+        out["optOut"] = True
+        out["name"] = OPTED_OUT
+        if "name" in item and item["name"] != OPTED_OUT:
+            problems.add(f"{path}.name", f"an optOut branch is named {OPTED_OUT!r}")
+    else:
+        name = item.get("name", f"branch_{index + 1}")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            problems.add(f"{path}.name", "must be a letter, then letters, digits or _ (max 40)")
+        elif name.upper() in _RESERVED:
+            problems.add(f"{path}.name", f"{name!r} is reserved: pick another name")
+        out["name"] = name
+    if "keywords" in item:
+        keywords = item["keywords"]
+        if (
+            not isinstance(keywords, list)
+            or not keywords
+            or len(keywords) > MAX_KEYWORDS
+            or not all(isinstance(k, str) and k.strip() and len(k) <= 100 for k in keywords)
+        ):
+            problems.add(
+                f"{path}.keywords",
+                f"must be 1 to {MAX_KEYWORDS} non-empty words or phrases (100 characters each)",
+            )
+        else:
+            out["keywords"] = list(keywords)
+    if "regex" in item:
+        problem = pattern_problem(item["regex"])
+        if problem is not None:
+            problems.add(f"{path}.regex", problem)
+        else:
+            out["regex"] = item["regex"]
+    then = item.get("then", FINISH)
+    if not isinstance(then, str) or not then:
+        problems.add(f"{path}.then", "must be finish, next or a step id")
+        then = FINISH
+    out["then"] = then
+    return out
+
+
+def _check_reply_targets(
+    steps: list[dict[str, Any]], path: str, problems: ProblemCollector
+) -> None:
+    """Every ``then``, ``onReply`` and ``onNoReply`` names finish, next or a step of this
+    definition."""
+    ids = {s.get("id") for s in steps}
+    for i, step in enumerate(steps):
+        wait = step.get("waitForReply")
+        if not wait:
+            continue
+        where = f"{path}.steps[{i}].waitForReply"
+        targets = [(f"{where}.{k}", wait.get(k)) for k in ("onReply", "onNoReply")]
+        targets += [
+            (f"{where}.branches[{j}].then", b.get("then"))
+            for j, b in enumerate(wait.get("branches", []))
+        ]
+        for field, target in targets:
+            if target not in (FINISH, NEXT_STEP, None) and target not in ids:
+                problems.add(field, f"unknown step {target!r}; use finish, next or a step id")
+
+
+def _normalize_retry_policy(
+    raw: object, path: str, problems: ProblemCollector
+) -> dict[str, dict[str, Any]]:
+    """``{DISPOSITION: {delaySecs, maxRetries, useCallbackAt}}``."""
+    if not isinstance(raw, Mapping):
+        problems.add(path, "must map dispositions to {delaySecs, maxRetries, useCallbackAt}")
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for disposition, rule in raw.items():
+        where = f"{path}.{disposition}"
+        if disposition not in Disposition.__members__:
+            problems.add(
+                where,
+                f"unknown disposition {disposition!r}; expected one of {', '.join(Disposition)}",
+            )
+            continue
+        if not isinstance(rule, Mapping):
+            problems.add(where, "must be an object {delaySecs, maxRetries, useCallbackAt}")
+            continue
+        for key in rule:
+            if key not in RETRY_FIELDS:
+                problems.add(
+                    f"{where}.{key}", f"unknown field; expected one of {sorted(RETRY_FIELDS)}"
+                )
+        use_callback = rule.get("useCallbackAt", False)
+        if not isinstance(use_callback, bool):
+            problems.add(f"{where}.useCallbackAt", "must be a boolean")
+            use_callback = False
+        delay = _int_field(rule, "delaySecs", where, problems, minimum=0, required=not use_callback)
+        if delay > MAX_RETRY_DELAY:
+            problems.add(f"{where}.delaySecs", f"must be at most {MAX_RETRY_DELAY} (30 days)")
+        retries = _int_field(rule, "maxRetries", where, problems, minimum=1, default=1)
+        if retries > MAX_RETRIES:
+            problems.add(f"{where}.maxRetries", f"must be at most {MAX_RETRIES}")
+        out[disposition] = {
+            "delaySecs": delay,
+            "maxRetries": retries,
+            "useCallbackAt": use_callback,
+        }
+    return out
+
+
+def reply_wait_of_step(step: Mapping[str, Any]) -> ReplyWait | None:
+    wait = step.get("waitForReply")
+    if not wait:
+        return None
+    return ReplyWait(
+        timeout_secs=int(wait["timeoutSecs"]),
+        branches=tuple(
+            ReplyBranch(
+                label=str(b["name"]),
+                keywords=tuple(b.get("keywords", ())),
+                pattern=b.get("regex"),
+            )
+            for b in wait.get("branches", [])
+            if not b.get("optOut")
+        ),
+    )
+
+
+def retries_of_step(step: Mapping[str, Any]) -> tuple[RetryRule, ...]:
+    return tuple(
+        RetryRule(
+            disposition=disposition,
+            delay_secs=int(rule.get("delaySecs", 0)),
+            max_retries=int(rule.get("maxRetries", 1)),
+            use_callback_at=bool(rule.get("useCallbackAt", False)),
+        )
+        for disposition, rule in (step.get("retryPolicy") or {}).items()
+    )
 
 
 def attempt_node_id(step_id: str, attempt: int) -> str:
@@ -237,6 +473,8 @@ def compile_linear(definition: Mapping[str, Any]) -> Graph:
                         step_id=step["id"],
                         step_order=step["order"],
                         finish_on=tuple(Disposition(d) for d in step.get("finishOn", [])),
+                        reply_wait=reply_wait_of_step(step),
+                        retries=retries_of_step(step),
                     ),
                 )
                 for attempt in range(1, step.get("count", 1) + 1)
@@ -247,7 +485,8 @@ def compile_linear(definition: Mapping[str, Any]) -> Graph:
     nodes[END_FINISH] = Node(END_FINISH, NodeKind.END, EndConfig(), "finishOn")
     nodes[END_COMPLETE] = Node(END_COMPLETE, NodeKind.END, EndConfig(), "end")
     edges: list[Edge] = []
-    for s_index, chain in enumerate(chains):
+    first_node = {step["id"]: chain[0].id for step, chain in zip(steps, chains, strict=True)}
+    for s_index, (step, chain) in enumerate(zip(steps, chains, strict=True)):
         next_step = chains[s_index + 1][0].id if s_index + 1 < len(chains) else after_last
         for a_index, node in enumerate(chain):
             assert isinstance(node.config, ActionConfig)
@@ -255,5 +494,20 @@ def compile_linear(definition: Mapping[str, Any]) -> Graph:
                 edges.append(Edge(node.id, next_step, SKIPPED))
             edges.extend(Edge(node.id, END_FINISH, d.value) for d in node.config.finish_on)
             following = chain[a_index + 1].id if a_index + 1 < len(chain) else next_step
+            wait = step.get("waitForReply")
+            if wait:
+
+                def target(name: str, following: str = following) -> str:
+                    if name == FINISH:
+                        return END_FINISH
+                    if name == NEXT_STEP:
+                        return following
+                    return first_node[name]
+
+                edges.extend(
+                    Edge(node.id, target(b["then"]), b["name"]) for b in wait.get("branches", [])
+                )
+                edges.append(Edge(node.id, target(wait["onReply"]), REPLIED))
+                edges.append(Edge(node.id, target(wait["onNoReply"]), NO_REPLY))
             edges.append(Edge(node.id, following, None))
     return Graph(entry=chains[0][0].id, nodes=nodes, edges=tuple(edges))

@@ -66,6 +66,7 @@ _STEP_ENDS: Mapping[str, str] = {
 _SIMPLE: Mapping[str, str] = {
     "started": EXECUTION_STARTED,
     "scheduled": STEP_SCHEDULED,
+    "retry_scheduled": STEP_SCHEDULED,
     "deferred": STEP_DEFERRED,
     "dispatched": STEP_DISPATCHED,
     "paused": EXECUTION_PAUSED,
@@ -87,6 +88,7 @@ _COPIED = (
     "outcome",
     "reply",
     "retry",
+    "maxRetries",
     "why",
 )
 
@@ -102,13 +104,20 @@ def events_of(
     history: Sequence[History], steps: Iterable[StepOpened | StepUpdated] = ()
 ) -> list[OutboundEvent]:
     """The events a decision's history tells, in order (Rule 1). ``steps`` (the decision's
-    step changes) add a completed step's status, disposition, ``agentCall`` and reply."""
+    step changes) add a completed step's status, disposition, ``agentCall`` and reply; a report
+    after which the step still waits (for a reply) ends nothing."""
     ended: dict[str, StepUpdated] = {}
+    waiting: set[str] = set()
     for change in steps:
         if isinstance(change, StepUpdated) and change.completed_at is not None:
             ended[change.id] = change
+            waiting.discard(change.id)
+        elif isinstance(change, StepUpdated) and change.status.value == "RUNNING":
+            waiting.add(change.id)
     out: list[OutboundEvent] = []
     for entry in history:
+        if entry.kind == "reported" and entry.data.get("stepExecutionId") in waiting:
+            continue
         event = _event_of(entry, ended)
         if event is not None:
             out.append(event)
@@ -128,7 +137,7 @@ def _event_of(entry: History, ended: Mapping[str, StepUpdated]) -> OutboundEvent
     if kind in _STEP_ENDS:
         step_id = entry.data.get("stepExecutionId")
         update = ended.get(step_id) if isinstance(step_id, str) else None
-        data["status"] = update.status.value if update is not None else _STEP_ENDS[kind]
+        data["stepStatus"] = update.status.value if update is not None else _STEP_ENDS[kind]
         data["endedBy"] = kind
         if update is not None:
             if update.disposition is not None:

@@ -25,6 +25,7 @@ class NodeKind(StrEnum):
     CONDITIONAL = "CONDITIONAL"  # branch on the execution's own state
     APPLICATION = "APPLICATION"  # act on the execution's data or the outside world
     END = "END"  # terminal
+    WAIT_FOR_REPLY = "WAIT_FOR_REPLY"  # hold until the contact texts back, or a timeout
 
 
 class EndOutcome(StrEnum):
@@ -35,6 +36,42 @@ class EndOutcome(StrEnum):
 
 SKIPPED = "SKIPPED"
 NEXT = "next"
+#: What a step that waits for a reply emits: any reply, no reply before the timeout, an
+#: opt-out reply (STOP ...); a reply matching a branch emits the branch's label instead.
+REPLIED = "replied"
+NO_REPLY = "no_reply"
+OPTED_OUT = "opted_out"
+REPLY_OUTCOMES = (REPLIED, NO_REPLY, OPTED_OUT)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyBranch:
+    """A reply matches when it contains one of ``keywords`` (whole words, case and accents
+    ignored) or when ``pattern`` (a regular expression, case ignored) is found in it."""
+
+    label: str
+    keywords: tuple[str, ...] = ()
+    pattern: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyWait:
+    """Hold the execution after a text (or at a ``WAIT_FOR_REPLY`` node) until the contact
+    answers or ``timeout_secs`` pass; branches are tried in order, after the opt-out check."""
+
+    timeout_secs: int
+    branches: tuple[ReplyBranch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRule:
+    """When a step ends with ``disposition``: try it again after ``delay_secs`` (or, with
+    ``use_callback_at``, at the time the contact named), at most ``max_retries`` times."""
+
+    disposition: str
+    delay_secs: int
+    max_retries: int
+    use_callback_at: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +88,10 @@ class ActionConfig:
     step_id: str | None = None
     step_order: int = 0
     finish_on: tuple[Disposition, ...] = ()
+    #: A text that waits for the contact's answer (``waitForReply``).
+    reply_wait: ReplyWait | None = None
+    #: What to do again after which outcome (``retryPolicy``).
+    retries: tuple[RetryRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +123,16 @@ class EndConfig:
     outcome: EndOutcome = EndOutcome.COMPLETED
 
 
-NodeConfig = ActionConfig | TimeConfig | ConditionalConfig | ApplicationConfig | EndConfig
+@dataclass(frozen=True, slots=True)
+class ReplyConfig:
+    """A ``WAIT_FOR_REPLY`` node: no dispatch, only the wait."""
+
+    wait: ReplyWait
+
+
+NodeConfig = (
+    ActionConfig | TimeConfig | ConditionalConfig | ApplicationConfig | EndConfig | ReplyConfig
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +175,16 @@ class Graph:
             if edge.matches(outcome):
                 return edge.target
         return None
+
+    def next_node_preferring(self, node_id: str, outcomes: tuple[str, ...]) -> str | None:
+        """The first edge labelled with one of ``outcomes``, tried in order (a reply branch,
+        then ``replied``); else the edge ``outcomes[0]`` matches as ``next_node`` finds it."""
+        edges = self.outgoing(node_id)
+        for outcome in outcomes:
+            for edge in edges:
+                if edge.label and edge.label.upper() == outcome.upper():
+                    return edge.target
+        return self.next_node(node_id, outcomes[0])
 
     def actions(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind is NodeKind.ACTION]

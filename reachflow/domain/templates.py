@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+#: Names every template may use besides the lead's variables and metadata: the contact's last
+#: reply to a step that waited for one.
+LAST_REPLY = "lastReply"
+BUILTIN_NAMES = frozenset({LAST_REPLY})
+
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}")
 
 
@@ -23,11 +28,18 @@ def placeholder_names(text: str) -> list[str]:
     return [m.group(1) for m in _PLACEHOLDER.finditer(text)]
 
 
-def render(text: str, variables: Mapping[str, object], metadata: Mapping[str, object]) -> str:
-    """Fill placeholders from variables, then metadata; ``metadata.x`` / ``variables.x`` pick one.
+def render(
+    text: str,
+    variables: Mapping[str, object],
+    metadata: Mapping[str, object],
+    builtins: Mapping[str, object] | None = None,
+) -> str:
+    """Fill placeholders from ``builtins`` (``lastReply``), then variables, then metadata;
+    ``metadata.x`` / ``variables.x`` pick one.
 
     A name with no value renders as an empty string, so a missing first name never leaks braces.
     """
+    own = builtins or {}
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -35,6 +47,8 @@ def render(text: str, variables: Mapping[str, object], metadata: Mapping[str, ob
         if rest and root in ("variables", "metadata"):
             source = variables if root == "variables" else metadata
             found = source.get(rest)
+        elif name in own:
+            found = own[name]
         else:
             found = variables.get(name, metadata.get(name))
         return "" if found is None else str(found)

@@ -20,6 +20,7 @@ from reachflow.domain.errors import (
     ProblemCollector,
     Unauthorized,
 )
+from reachflow.domain.instants import BadInstant, parse_iso_instant
 from reachflow.runtime.clock import Clock
 from reachflow.services.validation import (
     DEFAULT_LIMITS,
@@ -315,6 +316,21 @@ def _check_simulator_config(config: dict[str, Any], problems: ProblemCollector) 
                 for i, text in enumerate(items):
                     if text is not None and not isinstance(text, str):
                         problems.add(f"config.replies.{phone}[{i}]", "must be a string or null")
+    callbacks = config.get("callbackAt")
+    if callbacks is not None:
+        if not isinstance(callbacks, dict):
+            problems.add("config.callbackAt", "must map phone numbers to lists of instants")
+        else:
+            for phone, items in callbacks.items():
+                if not isinstance(items, list) or not items:
+                    problems.add(f"config.callbackAt.{phone}", "must be a non-empty list")
+                    continue
+                for i, named in enumerate(items):
+                    try:
+                        if named is not None:
+                            parse_iso_instant(named if isinstance(named, str) else "?")
+                    except BadInstant as exc:
+                        problems.add(f"config.callbackAt.{phone}[{i}]", str(exc))
     distribution = config.get("distribution")
     if distribution is not None:
         if not isinstance(distribution, dict) or not distribution:

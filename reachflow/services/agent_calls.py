@@ -7,6 +7,7 @@ refused."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -101,6 +102,7 @@ class AgentCallService:
                             "call": result.call.to_json(),
                             "channel": call.channel,
                             "reply": result.reply,
+                            "callbackAt": _iso(result.callback_at),
                         },
                         dedupe_key=f"report:{call.id}",
                         due_at=now,
@@ -122,6 +124,10 @@ class AgentCallService:
             return None
         how = f" with {step.disposition}" if step.disposition else ""
         return f"as {step.status}{how}"
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 def result_json(result: AgentResult) -> dict[str, Any]:

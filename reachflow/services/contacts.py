@@ -170,16 +170,21 @@ class ContactService:
         phone = to_e164(body.get("phoneNumber"), "phoneNumber")
         reaction = react_to_inbound_text(text, stop_revokes_all=self.compliance.stop_revokes_all)
         cancelled = 0
-        if reaction is not None:
-            with self.store.db.begin() as conn:
-                cancelled = self.engine.react(
-                    conn, organization_id, phone, reaction, self.clock.now()
-                )
+        now = self.clock.now()
+        with self.store.db.begin() as conn:
+            if reaction is not None:
+                cancelled = self.engine.react(conn, organization_id, phone, reaction, now)
+            # Executions of the number that wait for a reply take it (after the opt-out, so
+            # an execution the opt-out cancelled takes nothing).
+            waiting = self.engine.route_reply(conn, organization_id, phone, text, now)
+        if waiting:
+            self.engine.wakeup.set()
         return {
             "phoneNumber": phone,
             "optedOut": reaction is not None,
             "suppressedChannels": sorted(c.value for c in reaction.suppress) if reaction else [],
             "cancelledCount": cancelled,
+            "waitingExecutions": waiting,
         }
 
     def grant_consent(self, organization_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from reachflow.domain.decider import Paused, Resumed
+from reachflow.domain.definition_warnings import Warning
 from reachflow.domain.enums import ExecutionStatus
 from reachflow.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
 from reachflow.domain.graph_definition import (
@@ -42,7 +43,7 @@ from reachflow.domain.graph_definition import (
 from reachflow.runtime.clock import Clock
 from reachflow.runtime.embedded.engine import Engine
 from reachflow.services.idempotency import Claim
-from reachflow.services.workflows import WorkflowService, validate_workflow
+from reachflow.services.workflows import WorkflowService, validate_workflow, warnings_of
 from reachflow.store.executions import ExecutionFilter
 from reachflow.store.records import VersionRecord, WorkflowRecord
 from reachflow.store.store import Store
@@ -123,6 +124,22 @@ class GraphWorkflowService:
             if claim is not None:
                 claim.record(conn, {"workflowId": workflow_id}, now)
         return self.workflows.get(organization_id, workflow_id)
+
+    def validate(self, organization_id: str, body: dict[str, Any]) -> list[Warning]:
+        """What ``create`` would refuse, then what ``activate`` would, raised the same way,
+        without storing anything; for a body both accept, the warnings."""
+        status = read_status(body.get("status", "draft"))
+        if status not in ("draft", "active"):
+            raise ValidationFailed(FieldError("status", "a new workflow is draft or active"))
+        values = self._validated(organization_id, body, partial=False)
+        with self.store.db.read() as conn:
+            channels = self.workflows.channels(conn, organization_id)
+        raise_if_problems(
+            validate_for_activation(
+                values["definition"], agents=channels, variable_keys=None, root="definition"
+            )
+        )
+        return warnings_of(values, body, self.clock.now())
 
     def _validated(
         self, organization_id: str, body: dict[str, Any], *, partial: bool

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+from reachflow.domain.compile import compile_definition
+from reachflow.domain.compliance.rules import load_rules
 from reachflow.domain.definition import normalize_linear
+from reachflow.domain.definition_warnings import Warning, definition_warnings
 from reachflow.domain.enums import Channel
-from reachflow.domain.errors import NotFound, ValidationFailed
+from reachflow.domain.errors import NotFound, ProblemCollector, ValidationFailed
 from reachflow.domain.graph_definition import (
     GraphInvalid,
     GraphProblem,
@@ -19,7 +23,7 @@ from reachflow.domain.graph_definition import (
     validate_for_activation,
     with_ids,
 )
-from reachflow.domain.schedule import parse_timezone, parse_week_schedule
+from reachflow.domain.schedule import WeekSchedule, parse_timezone, parse_week_schedule
 from reachflow.runtime.clock import Clock
 from reachflow.services.executions import ExecutionService
 from reachflow.services.idempotency import Claim
@@ -88,6 +92,16 @@ class WorkflowService:
             record = self.store.workflows.get_workflow(conn, organization_id, workflow_id)
         assert record is not None
         return record
+
+    def validate(self, organization_id: str, body: dict[str, Any]) -> list[Warning]:
+        """What ``create`` would refuse, raised the same way, without storing anything; for a
+        body it would accept, the warnings (``domain.definition_warnings``)."""
+        with self.store.db.read() as conn:
+            channels = self.channels(conn, organization_id)
+        values = validate_workflow(body, channels, partial=False)
+        if values.get("active", True):
+            check_runnable(values["definition"], channels)
+        return warnings_of(values, body, self.clock.now())
 
     def get(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
         with self.store.db.read() as conn:
@@ -235,6 +249,40 @@ def validate_workflow(
         raise GraphInvalid(graph_problems + others)
     problems.raise_if_any()
     return out
+
+
+def warnings_of(
+    values: dict[str, Any], body: dict[str, Any], now: datetime, *, graph_root: str = "definition"
+) -> list[Warning]:
+    """The warnings of a validated body (``values``: what ``validate_workflow`` answered)."""
+    definition = values["definition"]
+    graph = compile_definition(definition)
+    paths: dict[str, str] = {}
+    if is_graph(definition):
+        for node in definition.get("nodes", []):
+            if isinstance(node, dict) and isinstance(node.get("id"), str):
+                paths[node["id"]] = f"{graph_root}.nodes[{node['id']}]"
+    else:
+        raw = body.get("definition", {}).get("steps", [])
+        orders = {s.get("order"): i for i, s in enumerate(raw) if isinstance(s, dict)}
+        for step in definition["steps"]:
+            index = orders.get(step["order"])
+            if index is not None:
+                paths[step["id"]] = f"definition.steps[{index}]"
+
+    def schedule(key: str) -> WeekSchedule | None:
+        raw = values.get(key)
+        return parse_week_schedule(raw, key, ProblemCollector()) if raw else None
+
+    return definition_warnings(
+        graph,
+        paths=paths,
+        timezone=values.get("timezone") or "America/New_York",
+        workflow_schedule=schedule("workflowSchedule"),
+        tcpa_schedule=schedule("tcpaSchedule"),
+        rules=load_rules(),
+        now=now,
+    )
 
 
 def check_runnable(definition: dict[str, Any], channels: dict[str, Channel]) -> None:

@@ -758,4 +758,6 @@ def _step(r: Any) -> StepRecord:
         disposition=r["disposition"],
         agent_call=r["agent_call"],
         created_at=r["created_at"],
+        reply=r["reply"],
+        replied_at=r["replied_at"],
     )

@@ -117,6 +117,9 @@ class StepRecord:
     disposition: str | None
     agent_call: dict[str, Any] | None
     created_at: datetime
+    #: The contact's reply, on a step that waited for one.
+    reply: str | None = None
+    replied_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

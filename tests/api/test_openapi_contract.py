@@ -40,6 +40,8 @@ WITH_BODY = {
     ("patch", "/api/v1/webhooks/{webhookId}"),
     ("post", "/api/v1/webhooks/{webhookId}/rotate-secret"),
     ("post", "/api/v1/webhooks/{webhookId}/redeliver"),
+    ("post", "/api/v1/workflow/validate"),
+    ("post", "/v1/workflows/validate"),
 }
 UNAUTHENTICATED = {("get", "/healthz")}
 #: Read with a client token (``?token=`` or a bearer token), not with an API key.

@@ -94,7 +94,7 @@ def test_a_step_completion_carries_the_step_update() -> None:
     assert first.data == {
         "stepExecutionId": "s1",
         "disposition": "NO_ANSWER",
-        "status": "COMPLETED",
+        "stepStatus": "COMPLETED",
         "endedBy": "reported",
         "agentCall": {"id": "c1"},
     }

@@ -25,6 +25,7 @@ from reachflow.api.schemas import (
     NodeCreate,
     NodeUpdate,
 )
+from reachflow.api.validate import answer, raw_body
 from reachflow.bootstrap import Services
 from reachflow.services.graph_workflows import read_status
 from reachflow.store.executions import ExecutionFilter
@@ -211,3 +212,14 @@ def delete_edge(
 ) -> Response:
     services.graph_workflows.remove_edge(org, workflow_id, edge_id)
     return Response(status_code=204)
+
+
+@router.post("/validate", responses=errors(body=True))
+def validate_graph_workflow(
+    services: ServicesDep,
+    org: OrgDep,
+    body: Annotated[dict[str, Any], Depends(raw_body(GraphWorkflowCreate))],
+) -> dict[str, Any]:
+    """A create body, checked as ``POST /v1/workflows`` and then activation check it; nothing
+    is stored. ``{valid, errors, warnings}``: ``errors`` as those 400s would list them."""
+    return answer(GraphWorkflowCreate, body, lambda: services.graph_workflows.validate(org, body))

@@ -12,6 +12,7 @@ from reachflow.api.feather_json import workflow_json
 from reachflow.api.idempotency import IdempotencyKey, idempotent
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import WorkflowCreate, WorkflowUpdate
+from reachflow.api.validate import answer, raw_body
 
 router = APIRouter(prefix="/api/v1/workflow", tags=["workflows"], dependencies=[CleanParameters])
 
@@ -75,3 +76,14 @@ def update_workflow(
 def delete_workflow(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
     services.workflows.delete(org, workflow_id)
     return {"message": "Workflow deleted", "success": True}
+
+
+@router.post("/validate", responses=errors(body=True))
+def validate_workflow(
+    services: ServicesDep,
+    org: OrgDep,
+    body: Annotated[dict[str, Any], Depends(raw_body(WorkflowCreate))],
+) -> dict[str, Any]:
+    """A create body, checked as ``POST /api/v1/workflow`` checks it; nothing is stored.
+    ``{valid, errors, warnings}``: ``errors`` as the create's 400 would list them."""
+    return answer(WorkflowCreate, body, lambda: services.workflows.validate(org, body))

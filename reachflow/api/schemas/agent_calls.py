@@ -28,3 +28,8 @@ class AgentCallReport(Body):
     reply: str | None = Field(
         default=None, max_length=2000, description="For a text: the contact's reply"
     )
+    callbackAt: Instant | None = Field(
+        default=None,
+        description="With CALL_AGAIN: when the contact asked to be called back (a step's "
+        "retryPolicy with useCallbackAt places the next attempt then)",
+    )

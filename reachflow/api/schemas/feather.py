@@ -30,6 +30,7 @@ from reachflow.api.schemas.common import (
 )
 from reachflow.api.schemas.graph import GraphDefinition
 from reachflow.api.schemas.public import Price
+from reachflow.api.schemas.replies import RetryPolicy, WaitForReply
 from reachflow.api.schemas.schedule import WeekSchedule
 from reachflow.domain.definition import MAX_COUNT
 
@@ -99,6 +100,12 @@ class Step(Body):
     initialMessage: str | None = Field(default=None, description="A {{placeholder}} template")
     voicemailMessage: str | None = None
     count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
+    waitForReply: WaitForReply | None = Field(
+        default=None, description="TEXT steps: hold until the contact answers (docs/workflows.md)"
+    )
+    retryPolicy: RetryPolicy | None = Field(
+        default=None, description="Disposition -> try again after a delay, or at callbackAt"
+    )
 
 
 class LinearDefinition(Body):

@@ -35,6 +35,7 @@ from reachflow.api.schemas.common import (
     Scalar,
     TimeZoneName,
 )
+from reachflow.api.schemas.replies import GraphRetryPolicy, WaitForReplyConfig
 from reachflow.api.schemas.schedule import WeekSchedule
 from reachflow.domain.graph_definition import (
     DELAY_KEYS,
@@ -67,12 +68,15 @@ class VoiceCallConfig(Body):
     leave_voicemail: bool = False
     voicemail_message: Template | None = None
     needs_tcpa_compliance: bool = True
+    retry_policy: GraphRetryPolicy | None = None
 
 
 class SmsConfig(Body):
     agent_id: NonBlank | None = Field(default=None, description="A TEXT agent; to activate")
     message: Template | None = Field(default=None, description="Required to activate")
     needs_tcpa_compliance: bool = True
+    wait_for_reply: WaitForReplyConfig | None = None
+    retry_policy: GraphRetryPolicy | None = None
 
 
 def _most(unit_secs: int) -> float:
@@ -214,6 +218,7 @@ _CONFIGS: dict[NodeType, Any] = {
     NodeType.APPLICATION: ApplicationConfig,
     NodeType.CONVERTED: EndConfig,
     NodeType.DROPPED: EndConfig,
+    NodeType.WAIT_FOR_REPLY: WaitForReplyConfig,
 }
 _NAMES = {
     NodeType.VOICE_CALL: "VoiceCall",
@@ -223,6 +228,7 @@ _NAMES = {
     NodeType.APPLICATION: "Application",
     NodeType.CONVERTED: "Converted",
     NodeType.DROPPED: "Dropped",
+    NodeType.WAIT_FOR_REPLY: "WaitForReply",
 }
 
 

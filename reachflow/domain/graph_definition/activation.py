@@ -19,6 +19,7 @@ from reachflow.domain.graph import (
     ActionConfig,
     ApplicationConfig,
     ConditionalConfig,
+    ReplyConfig,
     TimeConfig,
 )
 from reachflow.domain.graph_definition.configs import TIME_FORMS, _condition_code
@@ -41,7 +42,7 @@ from reachflow.domain.graph_definition.problems import (
     edge_path,
     node_path,
 )
-from reachflow.domain.templates import placeholder_names
+from reachflow.domain.templates import BUILTIN_NAMES, placeholder_names
 
 
 def validate_for_activation(
@@ -112,6 +113,21 @@ def _check_config(node: GraphNode, agents: Mapping[str, Channel], problems: Grap
             ProblemCode.REQUIRED,
             path,
             "a CONDITIONAL node needs 'conditions' or 'condition_field' with 'branches'",
+        )
+    _check_reply_timeout(config, path, problems)
+
+
+def _check_reply_timeout(config: object, path: str, problems: GraphProblems) -> None:
+    """A wait for a reply needs its timeout (a draft may leave it out)."""
+    if isinstance(config, ReplyConfig) and config.wait.timeout_secs <= 0:
+        problems.add(ProblemCode.REQUIRED, path, "a WAIT_FOR_REPLY node needs a timeout_hours")
+    if (
+        isinstance(config, ActionConfig)
+        and config.reply_wait is not None
+        and config.reply_wait.timeout_secs <= 0
+    ):
+        problems.add(
+            ProblemCode.REQUIRED, f"{path}.wait_for_reply", "a wait for a reply needs a timeout"
         )
 
 
@@ -192,6 +208,8 @@ def _variable_name(placeholder: str) -> str | None:
         return None
     if rest and root == "variables":
         return rest
+    if placeholder in BUILTIN_NAMES:  # {{lastReply}}
+        return None
     return placeholder
 
 

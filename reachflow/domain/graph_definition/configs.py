@@ -23,6 +23,7 @@ from reachflow.domain.graph import (
     EndConfig,
     EndOutcome,
     NodeConfig,
+    RetryRule,
     TimeConfig,
 )
 from reachflow.domain.graph_definition.fields import (
@@ -35,6 +36,11 @@ from reachflow.domain.graph_definition.fields import (
 )
 from reachflow.domain.graph_definition.model import BRANCH_DEFAULT, NodeType
 from reachflow.domain.graph_definition.problems import GraphProblems, ProblemCode
+from reachflow.domain.graph_definition.replies import (
+    parse_reply_node,
+    parse_retry_policy,
+    parse_wait,
+)
 
 VOICE_CALL_FIELDS = frozenset(
     {
@@ -43,9 +49,12 @@ VOICE_CALL_FIELDS = frozenset(
         "leave_voicemail",
         "voicemail_message",
         "needs_tcpa_compliance",
+        "retry_policy",
     }
 )
-SMS_FIELDS = frozenset({"agent_id", "message", "needs_tcpa_compliance"})
+SMS_FIELDS = frozenset(
+    {"agent_id", "message", "needs_tcpa_compliance", "wait_for_reply", "retry_policy"}
+)
 DELAY_KEYS: Mapping[str, int] = {"delay_minutes": 60, "delay_hours": 3600, "delay_days": 86400}
 DURATION_UNITS: Mapping[str, int] = {"minutes": 60, "hours": 3600, "days": 86400}
 TIME_FORMS = (*DELAY_KEYS, "duration", "until_time", "until_schedule_opens")
@@ -75,7 +84,16 @@ def _parse_voice_call(
         message=_template(config, "voicemail_message", path, problems),
         needs_tcpa=_bool(config, "needs_tcpa_compliance", True, path, problems),
         from_phone_number=_opt_str(config, "from_phone_number", path, problems),
+        retries=_retries(config, path, problems),
     )
+
+
+def _retries(
+    config: Mapping[str, Any], path: str, problems: GraphProblems
+) -> tuple[RetryRule, ...]:
+    if "retry_policy" not in config:
+        return ()
+    return parse_retry_policy(config["retry_policy"], f"{path}.retry_policy", problems)
 
 
 def _parse_sms(config: Mapping[str, Any], path: str, problems: GraphProblems) -> ActionConfig:
@@ -86,6 +104,10 @@ def _parse_sms(config: Mapping[str, Any], path: str, problems: GraphProblems) ->
         agent_id=_opt_str(config, "agent_id", path, problems) or "",
         message=_template(config, "message", path, problems),
         needs_tcpa=_bool(config, "needs_tcpa_compliance", True, path, problems),
+        reply_wait=parse_wait(config["wait_for_reply"], f"{path}.wait_for_reply", problems)
+        if "wait_for_reply" in config
+        else None,
+        retries=_retries(config, path, problems),
     )
 
 
@@ -305,6 +327,7 @@ _CONFIG_PARSERS: Mapping[NodeType, _ConfigParser] = {
     NodeType.APPLICATION: _parse_application,
     NodeType.CONVERTED: _parse_end(EndOutcome.CONVERTED),
     NodeType.DROPPED: _parse_end(EndOutcome.DROPPED),
+    NodeType.WAIT_FOR_REPLY: parse_reply_node,
 }
 _ACTION_PARSERS: Mapping[str, Callable[[Mapping[str, Any], str, GraphProblems], dict[str, Any]]] = {
     "set_variable": _parse_set_variable,

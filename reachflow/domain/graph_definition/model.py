@@ -15,9 +15,12 @@ from reachflow.domain.enums import Disposition
 from reachflow.domain.graph import (
     NEXT,
     OUTCOME_GROUPS,
+    REPLY_OUTCOMES,
+    ActionConfig,
     ConditionalConfig,
     NodeConfig,
     NodeKind,
+    ReplyConfig,
 )
 
 
@@ -29,6 +32,7 @@ class NodeType(StrEnum):
     APPLICATION = "APPLICATION"
     CONVERTED = "CONVERTED"  # terminal, success
     DROPPED = "DROPPED"  # terminal
+    WAIT_FOR_REPLY = "WAIT_FOR_REPLY"  # hold until the contact texts back, or a timeout
 
 
 NODE_KINDS: Mapping[NodeType, NodeKind] = {
@@ -39,10 +43,13 @@ NODE_KINDS: Mapping[NodeType, NodeKind] = {
     NodeType.APPLICATION: NodeKind.APPLICATION,
     NodeType.CONVERTED: NodeKind.END,
     NodeType.DROPPED: NodeKind.END,
+    NodeType.WAIT_FOR_REPLY: NodeKind.WAIT_FOR_REPLY,
 }
 TERMINAL_TYPES = frozenset({NodeType.CONVERTED, NodeType.DROPPED})
 #: Node types that wait (for a timer or an agent's report); a loop must pass through one.
-WAITING_TYPES = frozenset({NodeType.VOICE_CALL, NodeType.SMS, NodeType.TIME})
+WAITING_TYPES = frozenset(
+    {NodeType.VOICE_CALL, NodeType.SMS, NodeType.TIME, NodeType.WAIT_FOR_REPLY}
+)
 
 #: What a VOICE_CALL or SMS emits: its disposition, which also answers to its group label.
 ACTION_OUTPUTS = frozenset(OUTCOME_GROUPS) | frozenset(d.value for d in Disposition)
@@ -61,6 +68,7 @@ NODE_OUTPUTS: Mapping[NodeType, frozenset[str]] = {
     NodeType.APPLICATION: APPLICATION_OUTPUTS,
     NodeType.CONVERTED: frozenset(),
     NodeType.DROPPED: frozenset(),
+    NodeType.WAIT_FOR_REPLY: frozenset(REPLY_OUTCOMES),
 }
 
 
@@ -116,6 +124,16 @@ def node_outputs(node: GraphNode) -> frozenset[str]:
     config = node.config
     if isinstance(config, ConditionalConfig) and config.branch_field is not None:
         return frozenset(config.branches) | {BRANCH_DEFAULT}
+    wait = (
+        config.reply_wait
+        if isinstance(config, ActionConfig)
+        else config.wait
+        if isinstance(config, ReplyConfig)
+        else None
+    )
+    if wait is not None:  # a reply's outcomes, and each branch's label
+        labels = frozenset(b.label for b in wait.branches)
+        return NODE_OUTPUTS[node.node_type] | frozenset(REPLY_OUTCOMES) | labels
     return NODE_OUTPUTS[node.node_type]
 
 

@@ -627,6 +627,7 @@ def _reported(item: OutboxItem, receipt: DispatchReceipt, now: datetime) -> NewE
             "call": result.call.to_json(),
             "channel": item.payload["channel"],
             "reply": result.reply,
+            "callbackAt": result.callback_at.isoformat() if result.callback_at else None,
         },
         max(now, result.reported_at),
     )

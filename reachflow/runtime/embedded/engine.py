@@ -43,12 +43,16 @@ from reachflow.domain.decider import (
     Event,
     History,
     Lead,
+    Phase,
+    ReplyReceived,
     WakeUp,
     decide,
+    reply_wait_of,
 )
 from reachflow.domain.enums import Channel, Disposition, ExecutionStatus
 from reachflow.domain.events import DeliveryPolicy
 from reachflow.domain.graph import Graph
+from reachflow.domain.replies import MAX_REPLY
 from reachflow.runtime.clock import Clock, VirtualClock
 from reachflow.runtime.compliance import ContactCompliance, ContactFacts, contact_facts
 from reachflow.runtime.embedded.dispatcher import Dispatcher, DispatchLimits, EffectHandler
@@ -70,6 +74,8 @@ log = logging.getLogger(__name__)
 
 #: Statuses an execution enters that take back its pending dispatches.
 _STOPS_DISPATCH = frozenset({ExecutionStatus.PAUSED, ExecutionStatus.CANCELLED})
+#: Statuses in which an execution may be waiting for a contact's reply.
+_WAITING = (ExecutionStatus.RUNNING.value, ExecutionStatus.PAUSED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,6 +552,38 @@ class Engine:
         if consented:
             self.events.contacts_consented(conn, consented, now)
 
+    def route_reply(
+        self, conn: Connection, organization_id: str, phone: str, text: str, now: datetime
+    ) -> int:
+        """Hand a contact's text to each of the number's executions that waits for a reply
+        (an inbox event each, fed to ``decide`` as ``ReplyReceived``). Returns how many."""
+        records = self.store.executions.list_executions(
+            conn,
+            ExecutionFilter(organization_id=organization_id, phone=phone, statuses=_WAITING),
+            limit=1000,
+        )
+        events = []
+        for record in records:
+            state = record.engine
+            if state.phase not in (Phase.AWAITING_REPLY, Phase.DISPATCHED) or not state.node_id:
+                continue
+            _, graph = self.version(conn, record.version_id)
+            node = graph.nodes.get(state.node_id)
+            if node is None or reply_wait_of(node) is None:
+                continue
+            events.append(
+                NewEvent(
+                    organization_id,
+                    record.id,
+                    "reply_received",
+                    {"text": text[:MAX_REPLY], "stepExecutionId": state.step_id},
+                    f"reply:{record.id}:{uuid.uuid4().hex}",
+                    now,
+                )
+            )
+        self.store.queue.put_events(conn, events, now)
+        return len(events)
+
     def cancel_where(
         self, conn: Connection, flt: ExecutionFilter, reason: str, now: datetime
     ) -> int:
@@ -651,10 +689,13 @@ def _chain(first: Decision, then: Decision) -> Decision:
 def inbox_event(item: InboxItem) -> Event | None:
     step_id = item.payload.get("stepExecutionId", "")
     if item.kind == "agent_reported":
+        callback_at = item.payload.get("callbackAt")
         return AgentReported(
             step_execution_id=step_id,
             disposition=Disposition(item.payload["disposition"]),
             call=item.payload.get("call") or {},
+            reply=item.payload.get("reply") or None,
+            callback_at=datetime.fromisoformat(callback_at) if callback_at else None,
         )
     if item.kind == "dispatch_failed":
         return DispatchFailed(step_id, item.payload.get("reason", "dispatch failed"))
@@ -664,4 +705,6 @@ def inbox_event(item: InboxItem) -> Event | None:
         return ApplicationFinished(
             step_id, bool(item.payload.get("ok")), item.payload.get("detail", "")
         )
+    if item.kind == "reply_received":
+        return ReplyReceived(str(item.payload.get("text", "")))
     return None
