@@ -390,3 +390,82 @@ def test_opt_out_comes_before_any_branch() -> None:
     wait = ReplyWait(3600, (ReplyBranch("stop_branch", ("stop",)),))
     assert classify("please STOP", wait) == OPTED_OUT
     assert not keyword_in("yes", "yesterday")
+
+
+def test_graph_retry_policy_and_a_wait_on_the_sms_node() -> None:
+    definition = {
+        "nodes": [
+            {
+                "id": "call",
+                "node_type": "VOICE_CALL",
+                "config": {
+                    "agent_id": "call-1",
+                    "retry_policy": {"NO_ANSWER": {"delay_hours": 4, "max_retries": 2}},
+                },
+            },
+            {
+                "id": "sms",
+                "node_type": "SMS",
+                "config": {
+                    "agent_id": "text-1",
+                    "message": "Missed you. Call back? {{lastReply}}",
+                    "wait_for_reply": {
+                        "timeout_days": 1,
+                        "branches": [{"label": "yes", "regex": "^y(es)?$"}],
+                    },
+                },
+            },
+            {"id": "won", "node_type": "CONVERTED", "config": {}},
+            {"id": "lost", "node_type": "DROPPED", "config": {}},
+        ],
+        "edges": [
+            {"id": "e1", "from_node_id": "call", "to_node_id": "sms", "label": "DNP"},
+            {"id": "e2", "from_node_id": "call", "to_node_id": "won"},
+            {"id": "e3", "from_node_id": "sms", "to_node_id": "won", "label": "yes"},
+            {"id": "e4", "from_node_id": "sms", "to_node_id": "lost", "label": "no_reply"},
+            {"id": "e5", "from_node_id": "sms", "to_node_id": "lost"},
+        ],
+    }
+    assert validate_for_activation(definition, agents=AGENTS, variable_keys=None) == []
+    run = Run(compile_graph(definition))
+    run.wake()
+    for _ in range(2):
+        run.report(Disposition.NO_ANSWER)
+        assert run.state.node_id == "call"
+        assert run.state.wake_at == run.now + timedelta(hours=4)
+        run.wake()
+    run.report(Disposition.NO_ANSWER)  # retries used up: DNP -> the text
+    assert run.state.node_id == "sms"
+    run.report(Disposition.ENDED)
+    assert run.state.phase is Phase.AWAITING_REPLY
+    run.feed(ReplyReceived("Y"))
+    assert run.state.outcome == "converted"
+    assert len([d for d in run.dispatches() if d.node_id == "call"]) == 3
+
+
+def test_graph_retry_and_wait_configs_are_checked() -> None:
+    definition = {
+        "nodes": [
+            {
+                "id": "sms",
+                "node_type": "SMS",
+                "config": {
+                    "agent_id": "text-1",
+                    "message": "hi",
+                    "retry_policy": {"NOPE": {}, "LINE_BUSY": {"max_retries": 0}},
+                    "wait_for_reply": {
+                        "timeout_minutes": 0.5,
+                        "branches": [{"label": "replied", "keywords": ["x"]}],
+                    },
+                },
+            },
+        ],
+        "edges": [],
+    }
+    problems = validate_for_activation(definition, agents=AGENTS, variable_keys=None)
+    fields = {p.field for p in problems}
+    assert "nodes[sms].config.retry_policy.NOPE" in fields
+    assert "nodes[sms].config.retry_policy.LINE_BUSY" in fields  # no delay
+    assert "nodes[sms].config.retry_policy.LINE_BUSY.max_retries" in fields
+    assert "nodes[sms].config.wait_for_reply.timeout_minutes" in fields
+    assert "nodes[sms].config.wait_for_reply.branches[0].label" in fields

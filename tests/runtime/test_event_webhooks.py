@@ -451,3 +451,60 @@ def wait_for(what: Callable[[], bool], timeout: float = WAIT) -> None:
     while not what():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_a_hanging_subscriber_never_slows_another(db_url: str) -> None:
+    """On the real clock, with the embedded worker: one subscriber answers after 2 s a request,
+    the other at once; the fast one has every event long before the slow one."""
+    services = bootstrap(
+        Settings(database_url=db_url, webhook_timeout_seconds=10.0, worker_poll_seconds=0.05),
+        migrate=False,
+    )
+    slow, fast = Subscriber(), Subscriber()
+    try:
+        client, org = api(services)
+        subscribe(client, slow)
+        subscribe(client, fast)
+        slow.come_up("slow")
+        slow.delay = 2.0
+        agent = make_agent(services, org, "CALL", defaultDisposition="CALENDLY", callDurationSecs=0)
+        made = client.post(
+            "/api/v1/workflow",
+            json={
+                "name": "one call",
+                "definition": {
+                    "steps": [
+                        {"type": "CALL", "order": 1, "agentId": agent, "needsTCPACompliance": False}
+                    ]
+                },
+            },
+        )
+        workflow_id = made.json()["id"]
+        services.worker.start()
+        started = time.monotonic()
+        for i in range(3):
+            client.post(
+                f"/api/v1/workflow/{workflow_id}/execution",
+                json={"customerLeadId": f"l{i}", "primaryPhone": f"+1212555{i:04d}"},
+            )
+        # created, started, step.scheduled, step.dispatched, step.completed, completed
+        wait_for(lambda: len(fast.received) >= 18, timeout=20)
+        fast_done = time.monotonic() - started
+        assert len(slow.received) < 18
+        assert fast_done < 2 * 6  # the slow chain alone takes 6 x 2 s
+        one_call = [
+            "execution.created",
+            "execution.started",
+            "execution.step.scheduled",
+            "execution.step.dispatched",
+            "execution.step.completed",
+            "execution.completed",
+        ]
+        for events in by_execution(fast.bodies()).values():
+            assert [b["type"] for b in events] == one_call
+        client.close()
+    finally:
+        services.worker.stop()
+        services.close()
+        slow.close()
+        fast.close()
