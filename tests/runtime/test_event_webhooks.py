@@ -6,6 +6,7 @@ a slow subscriber never holding the engine."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -508,3 +510,22 @@ def test_a_hanging_subscriber_never_slows_another(db_url: str) -> None:
         services.close()
         slow.close()
         fast.close()
+
+
+def test_the_documented_verification_code_accepts_our_deliveries(
+    svc: Services, clock: VirtualClock, subscriber: Subscriber
+) -> None:
+    """docs/webhooks.md's "by hand" verifier, run as a subscriber would run it."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    [by_hand] = [b for b in blocks if "def verify(" in b]
+    namespace: dict[str, Any] = {}
+    exec(by_hand, namespace)
+    client, org = api(svc)
+    subscribe(client, subscriber, ["execution.created"])
+    start_executions(svc, org, 1)
+    svc.engine.run_until_idle(clock)
+    [delivery] = subscriber.received
+    assert namespace["verify"](subscriber.secret, delivery.headers, delivery.raw)
+    assert not namespace["verify"](subscriber.secret, delivery.headers, delivery.raw + b" ")
+    client.close()
