@@ -47,8 +47,6 @@ NOT_REQUIRED, UNPAID, FAILED, PAID = "not_required", "unpaid", "failed", "paid"
 CANCELED = "canceled"
 #: Shown (never stored) for an unpaid session past its deadline.
 EXPIRED = "expired"
-#: The webhook's ``paymentStatus`` values.
-WEBHOOK_PAYMENT_STATUSES = (PAID, FAILED, CANCELED)
 TOKEN_PREFIX = "rf_ct_"
 SESSION_TEXT_MAX = 200
 METADATA_MAX_BYTES = 16_384
@@ -314,7 +312,7 @@ class PublicSessionService:
             facts, unpaid=unpaid, due_at=record.payment_due_at, now=now, minutes=minutes
         )
         if record.run_id:
-            ended = run.completed_at or run.updated_at if run is not None else facts[-1].at
+            ended = (run.completed_at or run.updated_at) if run is not None else facts[-1].at
             facts = ps.reconciled(
                 facts,
                 ExecutionStatus(run.status) if run is not None else None,

@@ -111,9 +111,9 @@ def test_a_live_client_sees_every_status_change_in_order(
         },
     )
     assert workflow.status_code == 201, workflow.text
-    started = httpx.post(
-        f"{base_url}/v1/public/workflows/{workflow.json()['id']}/executions",
-        headers={"Authorization": f"Bearer {publishable}"},
+    started = api.post(
+        f"/v1/public/workflows/{workflow.json()['id']}/executions",
+        headers={"Authorization": f"Bearer {publishable}", "X-API-Key": ""},
         json={
             "sourceSystem": "shop",
             "sourceEntityType": "order",
@@ -130,10 +130,14 @@ def test_a_live_client_sees_every_status_change_in_order(
     assert [e["status"] for e in listener.events] == ["awaiting_payment"]
 
     raw = json.dumps({"checkoutSessionId": session["checkoutSessionId"], "paymentStatus": "paid"})
-    paid = httpx.post(
-        f"{base_url}/v1/public/payments/webhook",
+    paid = api.post(
+        "/v1/public/payments/webhook",
         content=raw,
-        headers={**sign(SECRET, raw, datetime.now(UTC)), "content-type": "application/json"},
+        headers={
+            **sign(SECRET, raw, datetime.now(UTC)),
+            "content-type": "application/json",
+            "X-API-Key": "",
+        },
     )
     assert paid.status_code == 200, paid.text
     # The first call, then the wait before the second: the listener sees it waiting.
