@@ -22,6 +22,7 @@ from reachflow.domain.errors import (
 )
 from reachflow.domain.instants import BadInstant, parse_iso_instant
 from reachflow.runtime.clock import Clock
+from reachflow.services.idempotency import Claim
 from reachflow.services.validation import (
     DEFAULT_LIMITS,
     FieldLimits,
@@ -144,7 +145,10 @@ class AgentService:
         self.store = store
         self.clock = clock
 
-    def create(self, organization_id: str, body: dict[str, Any]) -> AgentRecord:
+    def create(
+        self, organization_id: str, body: dict[str, Any], *, claim: Claim | None = None
+    ) -> AgentRecord:
+        """A new agent; with ``claim``, its idempotency key is recorded with it."""
         values = validate_agent(body, partial=False, limits=self.limits)
         if values.get("provider") == "twilio":
             check_twilio_agent(values["channel"], values.get("config", {}))
@@ -165,6 +169,8 @@ class AgentService:
         )
         with self.store.db.begin() as conn:
             self.store.accounts.insert_agent(conn, record)
+            if claim is not None:
+                claim.record(conn, {"agentId": record.id}, now)
         return record
 
     def get(self, organization_id: str, agent_id: str) -> AgentRecord:

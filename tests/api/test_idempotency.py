@@ -223,3 +223,20 @@ def test_dialnexa_workflow_creates_and_lead_uploads_replay(
     assert _count(services, "executions") == 2
     changed = client.post(url, content=csv + b"+12125550125,Alan\n", headers=headers)
     assert changed.status_code == 409
+
+
+def test_an_agent_create_replays_with_its_credentials(
+    client: TestClient, services: Services
+) -> None:
+    body = {
+        "name": "hook",
+        "channel": "CALL",
+        "provider": "webhook",
+        "config": {"url": "https://example.com/x"},
+    }
+    first = client.post("/api/v1/agents", json=body, headers={"Idempotency-Key": "agent-1"})
+    again = client.post("/api/v1/agents", json=body, headers={"Idempotency-Key": "agent-1"})
+    assert first.status_code == again.status_code == 201, first.text
+    assert again.json() == first.json()  # the generated secret shown again, as at first
+    assert first.json()["config"]["secret"].startswith("whsec_")
+    assert _count(services, "agents") == 1

@@ -4,25 +4,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 
 from reachflow.api.bodies import body_of
 from reachflow.api.deps import AgentId, CleanParameters, OrgDep, ServicesDep
 from reachflow.api.feather_json import agent_json, unmasked
+from reachflow.api.idempotency import IdempotencyKey, idempotent
 from reachflow.api.openapi import errors
 from reachflow.api.schemas import AgentCreate, AgentUpdate
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"], dependencies=[CleanParameters])
 
 
-@router.post("", status_code=201, responses=errors(body=True))
+@router.post("", status_code=201, responses=errors(409, body=True))
 def create_agent(
+    request: Request,
+    response: Response,
     services: ServicesDep,
     org: OrgDep,
     body: Annotated[dict[str, Any], Depends(body_of(AgentCreate))],
+    key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    # The one response that shows the agent's credentials (a generated secret included).
-    return agent_json(services.agents.create(org, body), reveal_secrets=True)
+    # The one response that shows the agent's credentials (a generated secret included); a
+    # replay of the create (same key, same body) is that response again.
+    agents = services.agents
+    return idempotent(
+        services,
+        org,
+        request,
+        response,
+        body,
+        key,
+        lambda claim: agent_json(agents.create(org, body, claim=claim), reveal_secrets=True),
+        lambda done: agent_json(agents.get(org, done["agentId"]), reveal_secrets=True),
+    )
 
 
 @router.get("", responses=errors())
