@@ -215,7 +215,9 @@ class GraphWorkflowService:
             )
         self.workflows.delete(organization_id, workflow_id)
 
-    def duplicate(self, organization_id: str, workflow_id: str) -> WorkflowRecord:
+    def duplicate(
+        self, organization_id: str, workflow_id: str, *, claim: Claim | None = None
+    ) -> WorkflowRecord:
         """A deep copy of the graph and settings as a new draft; leads are not copied."""
         current = self.workflows.get(organization_id, workflow_id)
         body = {
@@ -227,7 +229,7 @@ class GraphWorkflowService:
         }
         if is_graph(current.definition):
             body["definition"] = current.definition
-            return self.create(organization_id, body)
+            return self.create(organization_id, body, claim=claim)
         raise Conflict("only graph workflows are duplicated here", field="definition")
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -322,7 +324,12 @@ class GraphWorkflowService:
         raise NotFound(f"no node {node_id!r} in this workflow", field="node_id")
 
     def add_node(
-        self, organization_id: str, workflow_id: str, body: dict[str, Any]
+        self,
+        organization_id: str,
+        workflow_id: str,
+        body: dict[str, Any],
+        *,
+        claim: Claim | None = None,
     ) -> dict[str, Any]:
         _only(body, NODE_FIELDS)
         body = keyed_node(body)
@@ -331,7 +338,9 @@ class GraphWorkflowService:
         node = {"label": "", "config": {}, **body}
         node.setdefault("position_x", 0)
         node.setdefault("position_y", 0)
-        self._edit(organization_id, workflow_id, lambda d: add_node(d, node))
+        self._edit(
+            organization_id, workflow_id, lambda d: add_node(d, node), claim, {"nodeId": node["id"]}
+        )
         return self.node(organization_id, workflow_id, str(node["id"]))
 
     def update_node(
@@ -349,13 +358,26 @@ class GraphWorkflowService:
         return [dict(e) for e in definition["edges"]]
 
     def add_edge(
-        self, organization_id: str, workflow_id: str, body: dict[str, Any]
+        self,
+        organization_id: str,
+        workflow_id: str,
+        body: dict[str, Any],
+        *,
+        claim: Claim | None = None,
     ) -> dict[str, Any]:
         _only(body, EDGE_FIELDS)
         edge = {"id": body.get("id") or new_edge_id()}
         edge.update((k, v) for k, v in body.items() if k != "id")
-        self._edit(organization_id, workflow_id, lambda d: add_edge(d, edge))
+        self._edit(
+            organization_id, workflow_id, lambda d: add_edge(d, edge), claim, {"edgeId": edge["id"]}
+        )
         return edge
+
+    def edge(self, organization_id: str, workflow_id: str, edge_id: str) -> dict[str, Any]:
+        for edge in self.edges(organization_id, workflow_id):
+            if edge.get("id") == edge_id:
+                return edge
+        raise NotFound(f"no edge {edge_id!r} in this workflow", field="edge_id")
 
     def remove_edge(self, organization_id: str, workflow_id: str, edge_id: str) -> None:
         self._edit(organization_id, workflow_id, lambda d: remove_edge(d, edge_id))
@@ -374,7 +396,11 @@ class GraphWorkflowService:
         organization_id: str,
         workflow_id: str,
         change: Callable[[dict[str, Any]], dict[str, Any]],
+        claim: Claim | None = None,
+        created: dict[str, Any] | None = None,
     ) -> None:
+        """Change the graph as a new version; with ``claim``, its idempotency key is recorded
+        with ``created`` (what the change added)."""
         now = self.clock.now()
         with self.store.db.begin() as conn:
             current = self._locked(conn, organization_id, workflow_id)
@@ -394,6 +420,8 @@ class GraphWorkflowService:
             self.store.workflows.update_workflow(
                 conn, organization_id, workflow_id, {"updated_at": now, **changes}
             )
+            if claim is not None:
+                claim.record(conn, created or {}, now)
 
     def _check_edit(
         self, conn: Connection, current: WorkflowRecord, definition: dict[str, Any]

@@ -240,3 +240,37 @@ def test_an_agent_create_replays_with_its_credentials(
     assert again.json() == first.json()  # the generated secret shown again, as at first
     assert first.json()["config"]["secret"].startswith("whsec_")
     assert _count(services, "agents") == 1
+
+
+def test_graph_nodes_edges_and_duplicates_replay(client: TestClient, services: Services) -> None:
+    workflow_id = client.post("/v1/workflows", json={"title": "graph"}).json()["id"]
+    base = f"/v1/workflows/{workflow_id}"
+    node = {"node_type": "CONVERTED", "label": "won"}
+    made = [
+        client.post(f"{base}/nodes", json=node, headers={"Idempotency-Key": "n-1"})
+        for _ in range(2)
+    ]
+    assert [m.status_code for m in made] == [201, 201], made[0].text
+    assert made[0].json()["id"] == made[1].json()["id"]
+    nodes = client.get(f"{base}/nodes").json()["data"]
+    assert sum(n["label"] == "won" for n in nodes) == 1
+    agent = client.post(
+        "/api/v1/agents", json={"name": "c", "channel": "CALL", "config": {}}
+    ).json()["id"]
+    call = client.post(
+        f"{base}/nodes", json={"node_type": "VOICE_CALL", "config": {"agent_id": agent}}
+    ).json()["id"]
+    edge = {"from_node_id": call, "to_node_id": made[0].json()["id"]}
+    edges = [
+        client.post(f"{base}/edges", json=edge, headers={"Idempotency-Key": "e-1"})
+        for _ in range(2)
+    ]
+    assert [e.status_code for e in edges] == [201, 201], edges[0].text
+    assert edges[0].json() == edges[1].json()
+    assert len(client.get(f"{base}/edges").json()["data"]) == 1
+    copies = [
+        client.post(f"{base}/duplicate", headers={"Idempotency-Key": "d-1"}) for _ in range(2)
+    ]
+    assert [c.status_code for c in copies] == [201, 201]
+    assert copies[0].json()["id"] == copies[1].json()["id"]
+    assert _count(services, "workflows") == 2

@@ -128,8 +128,25 @@ def cancel(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[
 
 
 @router.post("/{workflowId}/duplicate", status_code=201, responses=errors(404, 409))
-def duplicate(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dict[str, Any]:
-    return present(services, services.graph_workflows.duplicate(org, workflow_id))
+def duplicate(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    graphs = services.graph_workflows
+    return idempotent(
+        services,
+        org,
+        request,
+        response,
+        {},
+        key,
+        lambda claim: present(services, graphs.duplicate(org, workflow_id, claim=claim)),
+        lambda done: present(services, services.workflows.get(org, done["workflowId"])),
+    )
 
 
 @router.get("/{workflowId}/versions", responses=errors(404))
@@ -143,9 +160,25 @@ def versions(services: ServicesDep, org: OrgDep, workflow_id: WorkflowId) -> dic
 
 @router.post("/{workflowId}/nodes", status_code=201, responses=errors(404, 409, body=True))
 def create_node(
-    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: NodeBody
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    body: NodeBody,
+    key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    node = services.graph_workflows.add_node(org, workflow_id, body)
+    graphs = services.graph_workflows
+    node = idempotent(
+        services,
+        org,
+        request,
+        response,
+        body,
+        key,
+        lambda claim: graphs.add_node(org, workflow_id, body, claim=claim),
+        lambda done: graphs.node(org, workflow_id, str(done["nodeId"])),
+    )
     return saved_node_json(services, org, workflow_id, node)
 
 
@@ -195,9 +228,26 @@ def delete_node(
 
 @router.post("/{workflowId}/edges", status_code=201, responses=errors(404, 409, body=True))
 def create_edge(
-    services: ServicesDep, org: OrgDep, workflow_id: WorkflowId, body: EdgeBody
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    org: OrgDep,
+    workflow_id: WorkflowId,
+    body: EdgeBody,
+    key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    return edge_json(workflow_id, services.graph_workflows.add_edge(org, workflow_id, body))
+    graphs = services.graph_workflows
+    edge = idempotent(
+        services,
+        org,
+        request,
+        response,
+        body,
+        key,
+        lambda claim: graphs.add_edge(org, workflow_id, body, claim=claim),
+        lambda done: graphs.edge(org, workflow_id, str(done["edgeId"])),
+    )
+    return edge_json(workflow_id, edge)
 
 
 @router.get("/{workflowId}/edges", responses=errors(404, 409))
