@@ -8,21 +8,43 @@ by the validate endpoints beside the problems (``docs/workflows.md``, "Validatin
 * ``retries_beyond_caps``: a retry policy that would make more attempts within a frequency
   cap's rolling window than the cap allows (Florida: 3 calls in 24 hours): the extra retries
   wait for the cap, later than their delay says.
+* ``waits_for_cap``: the waits written between steps (a step's delay, a ``TIME`` node's
+  delay, a reply timeout on the ``no_reply`` way) are short enough that some path through the
+  definition makes more attempts within a frequency cap's rolling window than the cap allows
+  (Maine: 1 call in 8 hours; Florida: 3 in 24). The step that would pass the cap waits for it:
+  its real wait is longer than written, up to the cap's window. Every attempt counts, calls
+  and texts alike (``docs/compliance.md``, "Frequency caps"); waits that only may be short
+  (until a time of day, a reply that can come at once, a skipped step) are read as short. A
+  wait *longer* than a cap's window needs no warning: the earlier attempts have left the
+  window by then, so the cap never moves the step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from reachflow.domain.compliance.rules import FEDERAL, RuleSet
-from reachflow.domain.graph import ActionConfig, Graph, RetryRule
+from reachflow.domain.compliance.rules import FEDERAL, FrequencyCap, RuleSet
+from reachflow.domain.enums import Channel
+from reachflow.domain.graph import (
+    NO_REPLY,
+    ActionConfig,
+    EndConfig,
+    Graph,
+    Node,
+    ReplyConfig,
+    RetryRule,
+    TimeConfig,
+)
 from reachflow.domain.schedule import WeekSchedule
 from reachflow.domain.windows import Interval, intersect, schedule_intervals
 
 LOOK_AHEAD = timedelta(days=14)
+#: Nodes one search for crowded attempts may visit (``waits_for_cap``): a bound on the work a
+#: validate request can cause, far above any definition's need (a cap allows few attempts).
+SEARCH_BUDGET = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +108,104 @@ def definition_warnings(
             warning = _beyond_caps(retry, config, rules, f"{path}.retryPolicy.{retry.disposition}")
             if warning is not None:
                 out.append(warning)
+    out.extend(_cap_waits(graph, paths, rules))
     return out
+
+
+def _path_of(node: Node, paths: Mapping[str, str]) -> str | None:
+    """The field path naming ``node``: its own, or (a Feather step's later attempt) its
+    step's."""
+    path = paths.get(node.id)
+    if path is None and isinstance(node.config, ActionConfig) and node.config.step_id:
+        path = paths.get(node.config.step_id)
+    return path
+
+
+def _cap_waits(graph: Graph, paths: Mapping[str, str], rules: RuleSet) -> list[Warning]:
+    """``waits_for_cap``: one warning per step, for the strictest cap it would pass."""
+    capped = sorted(
+        ((rule, rule.cap) for rule in rules.rules if rule.cap is not None),
+        key=lambda pair: (pair[1].max_attempts, pair[1].window, pair[0].id),
+    )
+    found: dict[str, Warning] = {}
+    for rule, cap in capped:
+        for start in graph.nodes.values():
+            if not isinstance(start.config, ActionConfig):
+                continue
+            for node, attempts, after in _crowded(graph, start.id, cap, rule.channels):
+                path = _path_of(node, paths)
+                if path is None or path in found:
+                    continue
+                hours = cap.window.total_seconds() / 3600
+                source = _path_of(start, paths) or start.id
+                found[path] = Warning(
+                    "waits_for_cap",
+                    path,
+                    f"this step can be attempt {attempts} within {hours:g} h (the waits written "
+                    f"since {source} add up to {after / 3600:g} h), but {rule.jurisdiction} "
+                    f"allows {cap.max_attempts} ({rule.id}): for its contacts it waits for the "
+                    "cap, longer than written",
+                )
+    return list(found.values())
+
+
+def _crowded(
+    graph: Graph, start: str, cap: FrequencyCap, channels: frozenset[Channel]
+) -> Iterator[tuple[Node, int, float]]:
+    """The ACTION nodes on ``channels`` that some path from ``start`` (dispatched) reaches as
+    attempt ``max_attempts + 1`` or later while the shortest waits written along it stay
+    below the cap's window: ``(node, attempt number, seconds since start)``."""
+    window = cap.window.total_seconds()
+    # (node id, seconds since start, attempts so far, the node was skipped, nodes walked)
+    stack: list[tuple[str, float, int, bool, int]] = [(start, 0.0, 1, False, 0)]
+    seen: set[tuple[str, float, int, bool]] = set()
+    budget = SEARCH_BUDGET
+    while stack and budget > 0:
+        node_id, elapsed, attempts, skipped, depth = stack.pop()
+        budget -= 1
+        node = graph.nodes[node_id]
+        for edge in graph.outgoing(node_id):
+            target = graph.nodes.get(edge.target)
+            if target is None or isinstance(target.config, EndConfig):
+                continue
+            at = elapsed + (0 if skipped else _edge_wait(node, edge.label))
+            config = target.config
+            nexts: list[tuple[float, int, bool]] = []
+            if isinstance(config, ActionConfig):
+                dispatched_at = at + config.delay_secs
+                if dispatched_at < window:
+                    if attempts + 1 > cap.max_attempts and config.channel in channels:
+                        yield target, attempts + 1, dispatched_at
+                    else:
+                        nexts.append((dispatched_at, attempts + 1, False))
+                if config.guard is not None:  # skipped: no attempt, its delay not waited
+                    nexts.append((at, attempts, True))
+            elif isinstance(config, TimeConfig):
+                nexts.append((at + (config.delay_secs or 0), attempts, False))
+            else:
+                nexts.append((at, attempts, False))
+            for when, count, skip in nexts:
+                key = (target.id, when, count, skip)
+                if when < window and depth < len(graph.nodes) * 4 and key not in seen:
+                    seen.add(key)
+                    stack.append((target.id, when, count, skip, depth + 1))
+
+
+def _edge_wait(node: Node, label: str | None) -> float:
+    """The shortest time between entering ``node``'s work and leaving it by an edge with
+    ``label``: a reply wait's timeout on the ``no_reply`` edge, nothing otherwise (a reply,
+    or an agent's report, can come at once)."""
+    config = node.config
+    wait = (
+        config.reply_wait
+        if isinstance(config, ActionConfig)
+        else config.wait
+        if isinstance(config, ReplyConfig)
+        else None
+    )
+    if wait is not None and label is not None and label.upper() == NO_REPLY.upper():
+        return float(wait.timeout_secs)
+    return 0.0
 
 
 def _beyond_caps(

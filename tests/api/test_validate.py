@@ -154,3 +154,64 @@ def test_a_valid_graph_is_valid(services: Services, client: TestClient) -> None:
     answer = client.post("/v1/workflows/validate", json=graph_body(call)).json()
     assert answer == {"valid": True, "errors": [], "warnings": []}
     assert client.get("/v1/workflows").json() == before
+
+
+LATE = {"enabled": True, "timeRanges": [{"startHour": 22, "endHour": 23}]}
+
+
+def test_feather_waits_shorter_than_a_caps_window_warn(
+    services: Services, client: TestClient
+) -> None:
+    call, text = agents(services, client)
+    body = seed_002_workflow(call, text)
+    body["workflowSchedule"] = WEEKDAYS_9_TO_17
+    # The text an hour after the call: Maine's cap (1 call in 8 h) holds calls only.
+    body["definition"]["steps"][1]["delayInSecs"] = 3600
+    assert client.post("/api/v1/workflow/validate", json=body).json()["warnings"] == []
+    # A second call an hour after the first waits for Maine's cap.
+    again = copy.deepcopy(body["definition"]["steps"][0])
+    again.update(order=3, delayInSecs=3600)
+    body["definition"]["steps"].append(again)
+    answer = client.post("/api/v1/workflow/validate", json=body).json()
+    assert answer["valid"] is True
+    warnings = [w for w in answer["warnings"] if w["code"] == "waits_for_cap"]
+    assert [w["field"] for w in warnings] == ["definition.steps[2]"]
+    assert "US-ME" in warnings[0]["message"]
+    assert client.get("/api/v1/workflow").json()["workflows"] == []
+
+
+def test_graph_warnings_never_in_window_and_waits_for_cap(
+    services: Services, client: TestClient
+) -> None:
+    call, _ = agents(services, client)
+    before = client.get("/v1/workflows").json()
+    body = graph_body(
+        call,
+        nodes=[
+            {"id": "wait", "node_type": "TIME", "config": {"delay_hours": 1}},
+            {"id": "again", "node_type": "VOICE_CALL", "config": {"agent_id": call}},
+        ],
+        edges=[
+            {"id": "e2", "from_node_id": "call", "to_node_id": "wait"},
+            {"id": "e3", "from_node_id": "wait", "to_node_id": "again"},
+            {"id": "e4", "from_node_id": "again", "to_node_id": "won"},
+        ],
+    )
+    answer = client.post("/v1/workflows/validate", json=body).json()
+    assert answer["valid"] is True, answer
+    assert [(w["code"], w["field"]) for w in answer["warnings"]] == [
+        ("waits_for_cap", "definition.nodes[again]")
+    ]
+    body["definition"]["nodes"][2]["config"] = {"delay_hours": 9}
+    assert client.post("/v1/workflows/validate", json=body).json()["warnings"] == []
+    # Calls only after 22:00: never inside the federal calling hours (8:00-21:00).
+    body["workflow_schedule"] = {"monday": LATE, "tuesday": LATE}
+    found = {
+        (w["code"], w["field"])
+        for w in client.post("/v1/workflows/validate", json=body).json()["warnings"]
+    }
+    assert found == {
+        ("never_in_window", "definition.nodes[call]"),
+        ("never_in_window", "definition.nodes[again]"),
+    }
+    assert client.get("/v1/workflows").json() == before
