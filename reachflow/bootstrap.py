@@ -125,6 +125,11 @@ def bootstrap(
                 max_in_flight=settings.webhook_max_in_flight,
                 per_subscription=settings.webhook_per_subscription,
                 lease=timedelta(seconds=max(60.0, settings.webhook_timeout_seconds * 3)),
+                retention=(
+                    timedelta(days=settings.webhook_retention_days)
+                    if settings.webhook_retention_days > 0
+                    else None
+                ),
             ),
             delivery_policy=DeliveryPolicy(
                 max_backoff=timedelta(seconds=settings.webhook_max_backoff_seconds),

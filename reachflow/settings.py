@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     #: this long.
     webhook_disable_after_failures: int = Field(default=20, ge=1)
     webhook_disable_after_seconds: float = Field(default=86400.0, ge=0)
+    #: Finished deliveries, their attempts (the delivery log) and their events are deleted
+    #: this many days after they finished; 0 keeps them forever.
+    webhook_retention_days: float = Field(default=30.0, ge=0)
     #: Bounds on stored free-form JSON (compact JSON text, bytes): an execution's or lead's
     #: ``metadata`` (also after a PUT merges into it), its ``variables`` (a graph lead's extra
     #: columns), an agent's ``config``.

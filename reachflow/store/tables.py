@@ -441,6 +441,15 @@ webhook_deliveries = sa.Table(
         postgresql_where=sa.text("status IN ('pending', 'in_flight')"),
     ),
     sa.Index("ix_webhook_deliveries_event", "subscription_id", "event_id"),
+    #: Retention (migration 0010): finished deliveries by when they finished, and an event's
+    #: deliveries (is any left? the foreign key check when the event is deleted).
+    sa.Index(
+        "ix_webhook_deliveries_done",
+        "done_at",
+        sqlite_where=sa.text("done_at IS NOT NULL"),
+        postgresql_where=sa.text("done_at IS NOT NULL"),
+    ),
+    sa.Index("ix_webhook_deliveries_event_id", "event_id"),
 )
 
 #: Every HTTP attempt of a delivery: the subscription's delivery log.
@@ -465,6 +474,7 @@ webhook_attempts = sa.Table(
     sa.Column("ok", sa.Boolean(), nullable=False),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Index("ix_webhook_attempts_subscription", "subscription_id", "id"),
+    sa.Index("ix_webhook_attempts_delivery", "delivery_id"),
 )
 
 #: Idempotency keys of creating requests: the ``Idempotency-Key`` header of the secret API and

@@ -6,6 +6,10 @@ raises the row's ``fence`` and leases it until ``available_at``; only the holder
 current token records its result. Deliveries that share a subscription and an ``order_key``
 (the execution, or the contact) form a chain: only the chain's oldest open delivery may be
 claimed, so they reach the subscriber one after another, in order.
+
+Retention (``prune``): finished deliveries (delivered, or given up) that finished before a
+cutoff are deleted with their attempts, a bounded batch at a time, and then each of their
+events that has no delivery left. An open delivery is never deleted, so neither is its event.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from reachflow.store.tables import (
 )
 
 _OPEN = ("pending", "in_flight")
+_FINISHED = ("delivered", "failed")
 ENABLED = "enabled"
 DISABLED = "disabled"
 
@@ -121,6 +126,15 @@ class AttemptRecord:
     ok: bool
     error: str | None
     delivery_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Rows one ``prune`` call deleted."""
+
+    deliveries: int = 0
+    attempts: int = 0
+    events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,6 +538,39 @@ class Webhooks:
             )
             for r in rows
         ]
+
+    def prune(self, conn: Connection, before: datetime, limit: int, *, skip_locked: bool) -> Pruned:
+        """Delete up to ``limit`` deliveries that finished before ``before`` (the oldest
+        first, by the ``done_at`` index), their attempts, and those of their events no
+        delivery refers to any more. Rows another transaction holds are skipped (PostgreSQL),
+        not waited for. Never an open delivery, nor an event one still refers to."""
+        d, a, e = webhook_deliveries, webhook_attempts, webhook_events
+        query = (
+            sa.select(d.c.id, d.c.event_id)
+            .where(d.c.done_at < before, d.c.status.in_(_FINISHED))
+            .order_by(d.c.done_at)
+            .limit(limit)
+        )
+        if skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        rows = conn.execute(query).all()
+        if not rows:
+            return Pruned()
+        ids = [r.id for r in rows]
+        events = sorted({r.event_id for r in rows})
+        attempts = conn.execute(
+            a.delete().where(a.c.delivery_id.in_(sa.bindparam("ids", expanding=True))),
+            {"ids": ids},
+        ).rowcount
+        deliveries = conn.execute(
+            d.delete().where(d.c.id.in_(sa.bindparam("ids", expanding=True))), {"ids": ids}
+        ).rowcount
+        left = sa.select(d.c.id).where(d.c.event_id == e.c.id)
+        gone = conn.execute(
+            e.delete().where(e.c.id.in_(sa.bindparam("ids", expanding=True)), ~sa.exists(left)),
+            {"ids": events},
+        ).rowcount
+        return Pruned(int(deliveries or 0), int(attempts or 0), int(gone or 0))
 
     def open_count(self, conn: Connection, subscription_id: str) -> int:
         return int(

@@ -11,13 +11,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -26,6 +27,7 @@ from reachflow.bootstrap import Services, bootstrap
 from reachflow.domain.enums import ExecutionStatus
 from reachflow.runtime.clock import VirtualClock
 from reachflow.settings import Settings
+from reachflow.store.tables import webhook_attempts, webhook_deliveries, webhook_events
 from tests.helpers import lead, make_agent, seed_002_workflow
 
 WAIT = 10.0
@@ -529,3 +531,77 @@ def test_the_documented_verification_code_accepts_our_deliveries(
     assert namespace["verify"](subscriber.secret, delivery.headers, delivery.raw)
     assert not namespace["verify"](subscriber.secret, delivery.headers, delivery.raw + b" ")
     client.close()
+
+
+def webhook_rows(services: Services) -> tuple[int, int, int]:
+    """How many events, deliveries and attempts are stored."""
+    with services.db.read() as conn:
+        return tuple(  # type: ignore[return-value]
+            int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+            for t in (webhook_events, webhook_deliveries, webhook_attempts)
+        )
+
+
+def test_retention_prunes_finished_deliveries_in_batches_never_an_open_one(
+    db_url: str, clock: VirtualClock, subscriber: Subscriber
+) -> None:
+    services = build(
+        db_url,
+        clock,
+        webhook_retention_days=2,
+        webhook_retry_horizon_seconds=6 * 86400,
+        webhook_disable_after_failures=100_000,
+    )
+    down = Subscriber()
+    try:
+        deliverer = services.engine.webhooks
+        assert deliverer.limits.retention == timedelta(days=2)
+        deliverer.limits = replace(deliverer.limits, prune_batch=4)
+        client, org = api(services)
+        up_id = subscribe(client, subscriber)
+        down_id = subscribe(client, down)
+        down.go_down()
+        start = clock.now()
+        ids = start_executions(services, org, 2)
+        # The executions finish (the text goes out a day after the call).
+        services.engine.run_until_idle(clock, until=start + timedelta(days=1, hours=2))
+        assert len(subscriber.received) == 18
+        events, deliveries, attempts = webhook_rows(services)
+        assert (events, deliveries) == (18, 36)
+        # Two days after the last delivery finished: one prune deletes one bounded batch, the
+        # oldest first, and a full batch lets the next one follow at once.
+        clock.advance_to(start + timedelta(days=3, hours=3))
+        assert deliverer.prune() == 4
+        assert webhook_rows(services)[1] == 32
+        assert deliverer.prune() == 4
+        # The worker prunes the rest on its way: every delivered delivery and its attempts;
+        # no event, as the subscriber that is down has not had them yet.
+        services.engine.run_until_idle(clock, until=clock.now() + timedelta(hours=1))
+        events, deliveries, attempts = webhook_rows(services)
+        assert (events, deliveries) == (18, 18)
+        assert deliverer.pruned == 18
+        assert client.get(f"/api/v1/webhooks/{up_id}/deliveries").json()["deliveries"] == []
+        down_log = client.get(f"/api/v1/webhooks/{down_id}/deliveries", params={"limit": 200})
+        assert len(down_log.json()["deliveries"]) == attempts > 0
+        assert client.get(f"/api/v1/webhooks/{down_id}").json()["openDeliveries"] == 18
+        # Back up: every event is delivered, in order, and pruned two days later.
+        down.come_up()
+        services.engine.run_until_idle(clock, until=clock.now() + timedelta(hours=2))
+        events_of = by_execution(down.bodies())
+        assert [[e["type"] for e in events_of[i]] for i in ids] == [EXPECTED_TYPES] * 2
+        assert webhook_rows(services)[0] == 18
+        services.engine.run_until_idle(clock, until=clock.now() + timedelta(days=2, hours=1))
+        assert webhook_rows(services) == (0, 0, 0)
+        client.close()
+    finally:
+        down.close()
+        services.close()
+
+
+def test_retention_zero_keeps_everything(db_url: str, clock: VirtualClock) -> None:
+    services = build(db_url, clock, webhook_retention_days=0)
+    try:
+        assert services.engine.webhooks.limits.retention is None
+        assert services.engine.webhooks.prune() == 0
+    finally:
+        services.close()

@@ -15,6 +15,14 @@ attempts recorded in batches. It mirrors the dispatch stage (``dispatcher.py``):
    failing past both thresholds is disabled, with the reason, and its open deliveries are
    given up. An answer whose delivery was taken over (a stale token) is discarded.
 
+4. *Prune* (one bounded transaction on the way into a claim, at most every
+   ``limits.prune_every``, or in every round of the engine's tick while a backlog lasts):
+   finished deliveries older than ``limits.retention``, their attempts, and their events
+   once no delivery refers to them (``store.webhooks.Webhooks.prune``). An open delivery,
+   and so its event, is never pruned. On PostgreSQL rows another worker holds are skipped,
+   never waited for; a failed prune is logged and tried again later, and never stops the
+   claim.
+
 Delivery is at least once: a worker that stops after sending and before recording leaves the
 lease to lapse, and the delivery is sent again with the same ``webhook-id``.
 """
@@ -49,6 +57,13 @@ class WebhookLimits:
     per_subscription: int = 8
     #: How long a claimed delivery is held; longer than the client's timeout.
     lease: timedelta = timedelta(seconds=60)
+    #: Finished deliveries (and their attempts and events) are kept this long after they
+    #: finished (``REACHFLOW_WEBHOOK_RETENTION_DAYS``); None keeps them forever.
+    retention: timedelta | None = timedelta(days=30)
+    #: How often the worker looks for rows to prune, and how many deliveries one prune
+    #: transaction deletes at most (a full batch is followed by another at once).
+    prune_every: timedelta = timedelta(minutes=1)
+    prune_batch: int = 500
 
 
 @dataclass(slots=True)
@@ -78,6 +93,10 @@ class WebhookDeliverer:
         self._rng = random.Random()
         self.delivered = 0
         self.failed_attempts = 0
+        self.pruned = 0
+        #: When the next prune may run (None: at once).
+        self._prune_at: datetime | None = None
+        self._pruning = False
 
     # -- state ------------------------------------------------------------------------------
 
@@ -108,13 +127,17 @@ class WebhookDeliverer:
     # -- 1. claim ---------------------------------------------------------------------------
 
     def claim(self) -> int:
+        """Claim and send due deliveries, after a batch of retention if one is due; how many
+        deliveries it claimed and pruned (work done: a backlog keeps the engine's tick going,
+        one bounded batch per round, between its other stages)."""
+        pruned = self.prune()
         with self._lock:
             room = self.limits.max_in_flight - len(self._held)
             per_sub = {
                 s: self.limits.per_subscription - n for s, n in self._per_subscription.items() if n
             }
         if room <= 0:
-            return 0
+            return pruned
         engine = self.engine
         now = engine.clock.now()
         db = self.store.db
@@ -130,14 +153,52 @@ class WebhookDeliverer:
                 default_room=self.limits.per_subscription,
             )
         if not items:
-            return 0
+            return pruned
         with self._lock:
             for item in items:
                 self._held[item.id] = (item, now)
                 self._per_subscription[item.subscription_id] += 1
         for item in items:
             self._send(item, now)
-        return len(items)
+        return pruned + len(items)
+
+    # -- 4. prune ---------------------------------------------------------------------------
+
+    def prune(self) -> int:
+        """One bounded batch of retention, if one is due: how many deliveries it deleted."""
+        retention = self.limits.retention
+        if retention is None:
+            return 0
+        now = self.engine.clock.now()
+        with self._lock:
+            if self._pruning or (self._prune_at is not None and now < self._prune_at):
+                return 0
+            self._pruning = True
+        limit = max(1, min(self.limits.prune_batch, self.engine.batch_size()))
+        deleted = 0
+        try:
+            db = self.store.db
+            with db.begin() as conn:
+                pruned = self.store.webhooks.prune(
+                    conn, now - retention, limit, skip_locked=db.supports_skip_locked
+                )
+            deleted = pruned.deliveries
+            if deleted:
+                log.info(
+                    "pruned %d webhook deliveries, %d attempts, %d events finished before %s",
+                    pruned.deliveries,
+                    pruned.attempts,
+                    pruned.events,
+                    (now - retention).isoformat(),
+                )
+        except Exception:
+            log.exception("pruning webhook deliveries failed; trying again later")
+            deleted = 0
+        with self._lock:
+            self._pruning = False
+            self.pruned += deleted
+            self._prune_at = now if deleted >= limit else now + self.limits.prune_every
+        return deleted
 
     def _send(self, item: ClaimedDelivery, at: datetime) -> None:
         body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False)
