@@ -31,12 +31,11 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 from typing import Any
 
 import httpx
 
-from reachflow import __version__
+from reachflow.agents.http_client import SharedHttpClient
 from reachflow.agents.port import AgentError, DispatchReceipt, DispatchRequest
 from reachflow.domain.enums import Channel
 from reachflow.domain.errors import ProblemCollector
@@ -44,7 +43,6 @@ from reachflow.domain.errors import ProblemCollector
 PROVIDER = "retell"
 DEFAULT_BASE_URL = "https://api.retellai.com"
 CREATE_PHONE_CALL = "/v2/create-phone-call"
-USER_AGENT = f"reachflow/{__version__}"
 DEFAULT_TIMEOUT_SECS = 10
 MAX_TIMEOUT_SECS = 120
 #: How far a webhook's signed timestamp may be from now (Retell's SDK allows 5 minutes).
@@ -95,33 +93,15 @@ def verify_signature(
         raise BadSignature("it does not match the body")
 
 
-class RetellAgent:
-    """Places calls through Retell's API over one shared HTTP client (made on first use).
-    Thread-safe: the dispatcher calls ``dispatch`` from its pool."""
+class RetellAgent(SharedHttpClient):
+    """Places calls through Retell's API over one shared HTTP client (made on first use:
+    ``agents/http_client.py``). Thread-safe: the dispatcher calls ``dispatch`` from its pool."""
 
     def __init__(
         self, *, base_url: str = DEFAULT_BASE_URL, client: httpx.Client | None = None
     ) -> None:
+        super().__init__(client)
         self.base_url = base_url.rstrip("/")
-        self._client = client
-        self._lock = threading.Lock()
-
-    @property
-    def client(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(
-                    follow_redirects=False,
-                    headers={"User-Agent": USER_AGENT},
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                )
-            return self._client
-
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
     def dispatch(self, request: DispatchRequest) -> DispatchReceipt:
         if request.channel is not Channel.CALL:

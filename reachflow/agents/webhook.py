@@ -28,7 +28,6 @@ import base64
 import binascii
 import json
 import re
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -36,13 +35,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reachflow import __version__
+from reachflow.agents.http_client import USER_AGENT, SharedHttpClient
 from reachflow.agents.port import AgentError, DispatchReceipt, DispatchRequest
 from reachflow.agents.results import parse_result
 from reachflow.agents.signing import new_secret, sign
 from reachflow.domain.errors import ProblemCollector, ValidationFailed
 
-USER_AGENT = f"reachflow/{__version__}"
 DEFAULT_TIMEOUT_SECS = 10
 MAX_TIMEOUT_SECS = 120
 DEFAULT_MAX_ATTEMPTS = 5
@@ -63,9 +61,10 @@ SECRET_BYTES = (24, 64)
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
-class WebhookAgent:
+class WebhookAgent(SharedHttpClient):
     """Calls customers' endpoints over one shared HTTP client (a pool of connections, kept
-    alive between dispatches). Thread-safe: the dispatcher calls ``dispatch`` from its pool."""
+    alive between dispatches, made on first use: ``agents/http_client.py``). Thread-safe: the
+    dispatcher calls ``dispatch`` from its pool."""
 
     def __init__(
         self,
@@ -73,30 +72,10 @@ class WebhookAgent:
         client: httpx.Client | None = None,
         wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self._client = client
-        self._lock = threading.Lock()
+        super().__init__(client)
         # Signatures carry the real time of sending (receivers check it against their own
         # clock), whatever clock the engine runs on.
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
-
-    @property
-    def client(self) -> httpx.Client:
-        """The shared client, made on first use (a process that never dispatches to a webhook
-        opens nothing)."""
-        with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(
-                    follow_redirects=False,
-                    headers={"User-Agent": USER_AGENT},
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                )
-            return self._client
-
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
     def dispatch(self, request: DispatchRequest) -> DispatchReceipt:
         config = request.agent_config
