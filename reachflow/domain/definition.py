@@ -14,7 +14,6 @@ Our choices where Feather's docs are silent (documented in docs/workflows.md):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,7 +22,6 @@ from reachflow.domain.enums import Channel, Disposition
 from reachflow.domain.errors import ProblemCollector
 from reachflow.domain.graph import (
     NO_REPLY,
-    OPTED_OUT,
     REPLIED,
     SKIPPED,
     ActionConfig,
@@ -36,7 +34,7 @@ from reachflow.domain.graph import (
     ReplyWait,
     RetryRule,
 )
-from reachflow.domain.replies import MAX_BRANCHES, MAX_KEYWORDS, pattern_problem
+from reachflow.domain.replies import MAX_BRANCHES, BranchForm, parse_branch
 from reachflow.domain.templates import TemplateSyntaxError, placeholder_names
 
 STEP_FIELDS = frozenset(
@@ -245,12 +243,13 @@ MAX_REPLY_TIMEOUT = 30 * 86400
 MAX_RETRIES = 10
 MAX_RETRY_DELAY = 30 * 86400
 RETRY_FIELDS = frozenset({"delaySecs", "maxRetries", "useCallbackAt"})
-#: Labels a branch may not take: the reply outcomes, the default, the skipped outcome.
-_RESERVED = frozenset(
-    {REPLIED.upper(), NO_REPLY.upper(), OPTED_OUT.upper(), "DEFAULT", SKIPPED, "NEXT"}
-    | {d.value for d in Disposition}
+FEATHER_BRANCH = BranchForm(
+    name_key="name",
+    tests=("keywords", "regex", "optOut"),
+    name_rule="must be a letter, then letters, digits or _ (max 40)",
+    reserved_hint=": pick another name",
+    default_names=True,
 )
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 
 
 def _normalize_wait(raw: object, path: str, problems: ProblemCollector) -> dict[str, Any]:
@@ -302,44 +301,15 @@ def _normalize_branch(
     for key in item:
         if key not in BRANCH_FIELDS:
             problems.add(f"{path}.{key}", f"unknown field; expected one of {sorted(BRANCH_FIELDS)}")
-    tests = [k for k in ("keywords", "regex", "optOut") if k in item]
-    if len(tests) != 1:
-        problems.add(path, "give exactly one of keywords, regex or optOut")
-    out: dict[str, Any] = {}
-    if item.get("optOut", False) is not False:
-        if item.get("optOut") is not True:
-            problems.add(f"{path}.optOut", "must be true (or left out)")
-        out["optOut"] = True
-        out["name"] = OPTED_OUT
-        if "name" in item and item["name"] != OPTED_OUT:
-            problems.add(f"{path}.name", f"an optOut branch is named {OPTED_OUT!r}")
-    else:
-        name = item.get("name", f"branch_{index + 1}")
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            problems.add(f"{path}.name", "must be a letter, then letters, digits or _ (max 40)")
-        elif name.upper() in _RESERVED:
-            problems.add(f"{path}.name", f"{name!r} is reserved: pick another name")
-        out["name"] = name
-    if "keywords" in item:
-        keywords = item["keywords"]
-        if (
-            not isinstance(keywords, list)
-            or not keywords
-            or len(keywords) > MAX_KEYWORDS
-            or not all(isinstance(k, str) and k.strip() and len(k) <= 100 for k in keywords)
-        ):
-            problems.add(
-                f"{path}.keywords",
-                f"must be 1 to {MAX_KEYWORDS} non-empty words or phrases (100 characters each)",
-            )
-        else:
-            out["keywords"] = list(keywords)
-    if "regex" in item:
-        problem = pattern_problem(item["regex"])
-        if problem is not None:
-            problems.add(f"{path}.regex", problem)
-        else:
-            out["regex"] = item["regex"]
+    parsed = parse_branch(item, index, path, FEATHER_BRANCH)
+    for where, message in parsed.problems:
+        problems.add(where, message)
+    out: dict[str, Any] = {"optOut": True} if parsed.opt_out else {}
+    out["name"] = parsed.name
+    if parsed.keywords is not None:
+        out["keywords"] = list(parsed.keywords)
+    if parsed.pattern is not None:
+        out["regex"] = parsed.pattern
     then = item.get("then", FINISH)
     if not isinstance(then, str) or not then:
         problems.add(f"{path}.then", "must be finish, next or a step id")

@@ -469,3 +469,37 @@ def test_graph_retry_and_wait_configs_are_checked() -> None:
     assert "nodes[sms].config.retry_policy.LINE_BUSY.max_retries" in fields
     assert "nodes[sms].config.wait_for_reply.timeout_minutes" in fields
     assert "nodes[sms].config.wait_for_reply.branches[0].label" in fields
+
+
+@pytest.mark.parametrize("name", ["failed", "Completed", "DNP", "no_answer", "default"])
+def test_a_branch_may_not_take_a_disposition_or_group_name_in_either_form(name: str) -> None:
+    """A branch's edge matches like any edge: a Feather branch named ``failed`` used to catch
+    a text that was not sent (COULD_NOT_CONNECT) instead of going on to the next step. Both
+    forms read branches with one parser and refuse the same names."""
+    step = {
+        "type": "TEXT",
+        "order": 1,
+        "agentId": "t",
+        "initialMessage": "hi",
+        "waitForReply": {"timeoutSecs": 60, "branches": [{"name": name, "keywords": ["x"]}]},
+    }
+    with pytest.raises(ValidationFailed) as refused:
+        normalize_linear({"steps": [step]}, {"t": Channel.TEXT}, iter(["s1"]))
+    assert [p.field for p in refused.value.problems] == [
+        "definition.steps[0].waitForReply.branches[0].name"
+    ]
+    graph = {
+        "nodes": [
+            {
+                "id": "w",
+                "node_type": "WAIT_FOR_REPLY",
+                "config": {"timeout_hours": 1, "branches": [{"label": name, "keywords": ["x"]}]},
+            }
+        ],
+        "edges": [],
+    }
+    problems = validate_for_activation(graph, agents={}, variable_keys=None, root="definition")
+    assert any(
+        p.field == "definition.nodes[w].config.branches[0].label" and "reserved" in p.message
+        for p in problems
+    )

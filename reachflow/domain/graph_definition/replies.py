@@ -11,13 +11,11 @@ Like every parser here, these check structure only and report coded problems.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from reachflow.domain.enums import Disposition
 from reachflow.domain.graph import (
-    REPLY_OUTCOMES,
     ReplyBranch,
     ReplyConfig,
     ReplyWait,
@@ -25,7 +23,7 @@ from reachflow.domain.graph import (
 )
 from reachflow.domain.graph_definition.fields import _is_number, _unknown_keys
 from reachflow.domain.graph_definition.problems import GraphProblems, ProblemCode
-from reachflow.domain.replies import MAX_BRANCHES, MAX_KEYWORDS, pattern_problem
+from reachflow.domain.replies import MAX_BRANCHES, BranchForm, parse_branch
 
 TIMEOUT_KEYS: Mapping[str, int] = {
     "timeout_minutes": 60,
@@ -44,12 +42,10 @@ MIN_TIMEOUT_SECS = 60
 MAX_TIMEOUT_SECS = 30 * 86400
 MAX_RETRIES = 10
 MAX_RETRY_DELAY_SECS = 30 * 86400
-_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
-_RESERVED = frozenset(
-    {o.upper() for o in REPLY_OUTCOMES}
-    | {"DEFAULT", "SKIPPED", "NEXT", "COMPLETED", "DNP"}
-    | {"FAILED"}
-    | {d.value for d in Disposition}
+GRAPH_BRANCH = BranchForm(
+    name_key="label",
+    tests=("keywords", "regex"),
+    name_rule="must be a letter, then letters, digits or _ (at most 40)",
 )
 
 
@@ -97,44 +93,16 @@ def parse_wait(raw: object, path: str, problems: GraphProblems) -> ReplyWait | N
 
 
 def _parse_branch(item: object, path: str, problems: GraphProblems) -> ReplyBranch | None:
+    """A branch, or None after its first problem (the graph form reports one per branch)."""
     if not isinstance(item, Mapping):
         problems.add(ProblemCode.INVALID, path, "must be an object {label, keywords | regex}")
         return None
     _unknown_keys(item, BRANCH_FIELDS, path, problems)
-    label = item.get("label")
-    if not isinstance(label, str) or not _LABEL.fullmatch(label):
-        problems.add(
-            ProblemCode.INVALID,
-            f"{path}.label",
-            "must be a letter, then letters, digits or _ (at most 40)",
-        )
+    parsed = parse_branch(item, 0, path, GRAPH_BRANCH)
+    if parsed.problems:
+        problems.add(ProblemCode.INVALID, *parsed.problems[0])
         return None
-    if label.upper() in _RESERVED:
-        problems.add(ProblemCode.INVALID, f"{path}.label", f"{label!r} is reserved")
-        return None
-    if ("keywords" in item) == ("regex" in item):
-        problems.add(ProblemCode.INVALID, path, "give exactly one of keywords or regex")
-        return None
-    if "keywords" in item:
-        keywords = item["keywords"]
-        if (
-            not isinstance(keywords, list)
-            or not keywords
-            or len(keywords) > MAX_KEYWORDS
-            or not all(isinstance(k, str) and k.strip() and len(k) <= 100 for k in keywords)
-        ):
-            problems.add(
-                ProblemCode.INVALID,
-                f"{path}.keywords",
-                f"must be 1 to {MAX_KEYWORDS} non-empty words or phrases (100 characters each)",
-            )
-            return None
-        return ReplyBranch(label=label, keywords=tuple(keywords))
-    problem = pattern_problem(item["regex"])
-    if problem is not None:
-        problems.add(ProblemCode.INVALID, f"{path}.regex", problem)
-        return None
-    return ReplyBranch(label=label, pattern=str(item["regex"]))
+    return parsed.branch()
 
 
 def parse_reply_node(config: Mapping[str, Any], path: str, problems: GraphProblems) -> ReplyConfig:
