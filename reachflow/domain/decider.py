@@ -673,24 +673,7 @@ class _Run:
 
     def enter_reply_wait(self, node: Node, wait: ReplyWait) -> None:
         """A ``WAIT_FOR_REPLY`` node: a step of its own that holds until the contact texts."""
-        visit = self.s.visits[node.id]
-        step_id = step_execution_id(self.s.execution_id, node.id, visit)
-        self.steps.append(
-            StepOpened(
-                id=step_id,
-                node_id=node.id,
-                visit=visit,
-                kind=node.kind,
-                channel=Channel.TEXT,
-                order=0,
-                delay_secs=0,
-                agent_id=None,
-                leave_voicemail=False,
-                needs_tcpa=False,
-                finish_on=(),
-                scheduled_at=self.now,
-            )
-        )
+        step_id = self.record_opened(node, Channel.TEXT, None, self.now)
         self.steps.append(StepUpdated(step_id, StepStatus.RUNNING, self.now, started_at=self.now))
         self.set(step_id=step_id)
         self.await_reply(wait, None, None)
@@ -715,6 +698,15 @@ class _Run:
 
     def open_step(self, node: Node, config: ActionConfig, due: datetime) -> str:
         """A step execution for this visit of an ACTION node, due at ``due``."""
+        step_id = self.record_opened(node, config.channel, config, due)
+        self.set(step_id=step_id, dispatch_attempt=0)
+        return step_id
+
+    def record_opened(
+        self, node: Node, channel: Channel | None, config: ActionConfig | None, at: datetime
+    ) -> str:
+        """Record the step execution of this visit of ``node``, due at ``at``: an ACTION's
+        (``config`` gives its fields), a reply wait's or an application's (no agent)."""
         visit = self.s.visits[node.id]
         step_id = step_execution_id(self.s.execution_id, node.id, visit)
         self.steps.append(
@@ -723,17 +715,16 @@ class _Run:
                 node_id=node.id,
                 visit=visit,
                 kind=node.kind,
-                channel=config.channel,
-                order=config.step_order,
-                delay_secs=config.delay_secs,
-                agent_id=config.agent_id,
-                leave_voicemail=config.leave_voicemail,
-                needs_tcpa=config.needs_tcpa,
-                finish_on=config.finish_on,
-                scheduled_at=due,
+                channel=channel,
+                order=config.step_order if config else 0,
+                delay_secs=config.delay_secs if config else 0,
+                agent_id=config.agent_id if config else None,
+                leave_voicemail=config.leave_voicemail if config else False,
+                needs_tcpa=config.needs_tcpa if config else False,
+                finish_on=config.finish_on if config else (),
+                scheduled_at=at,
             )
         )
-        self.set(step_id=step_id, dispatch_attempt=0)
         return step_id
 
     def try_dispatch(self, node: Node) -> None:
@@ -912,24 +903,7 @@ class _Run:
         return at, f"{rule.disposition}: again after {rule.delay_secs} s"
 
     def enter_application(self, node: Node, config: ApplicationConfig) -> None:
-        visit = self.s.visits[node.id]
-        step_id = step_execution_id(self.s.execution_id, node.id, visit)
-        self.steps.append(
-            StepOpened(
-                id=step_id,
-                node_id=node.id,
-                visit=visit,
-                kind=node.kind,
-                channel=None,
-                order=0,
-                delay_secs=0,
-                agent_id=None,
-                leave_voicemail=False,
-                needs_tcpa=False,
-                finish_on=(),
-                scheduled_at=self.now,
-            )
-        )
+        step_id = self.record_opened(node, None, None, self.now)
         params = dict(config.params)
         if config.action == "set_variable":
             self.set(variables={**self.s.variables, str(params["key"]): params.get("value")})
