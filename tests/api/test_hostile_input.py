@@ -52,11 +52,16 @@ def ids(services: Services, client: TestClient) -> dict[str, str]:
     wf = client.post("/api/v1/workflow", json=body).json()["id"]
     execution = client.post(f"/api/v1/workflow/{wf}/execution", json=lead()).json()["id"]
     graph = client.post("/v1/workflows", json={"title": "g"}).json()
+    hook = client.post(
+        "/api/v1/webhooks", json={"url": "https://example.com/events", "events": ["*"]}
+    )
+    assert hook.status_code == 201, hook.text
     return {
         "agent": agent,
         "workflow": wf,
         "execution": execution,
         "graph": graph.get("id") or graph["data"]["id"],
+        "webhook": hook.json()["id"],
     }
 
 
@@ -79,6 +84,12 @@ def operations(ids: dict[str, str]) -> list[tuple[str, str]]:
         ("POST", f"/v1/workflows/{graph}/nodes"),
         ("POST", f"/v1/workflows/{graph}/edges"),
         ("POST", f"/v1/workflows/{graph}/leads"),
+        ("POST", "/api/v1/workflow/validate"),
+        ("POST", "/v1/workflows/validate"),
+        ("POST", "/api/v1/webhooks"),
+        ("PATCH", f"/api/v1/webhooks/{ids['webhook']}"),
+        ("POST", f"/api/v1/webhooks/{ids['webhook']}/rotate-secret"),
+        ("POST", f"/api/v1/webhooks/{ids['webhook']}/redeliver"),
     ]
 
 
@@ -94,8 +105,10 @@ def assert_our_4xx(response: Any) -> None:
 def state_before(client: TestClient, ids: dict[str, str]) -> Iterator[None]:
     """What was stored before the onslaught is all still there after it."""
     before = client.get(f"/api/v1/workflow/{ids['workflow']}").json()
+    hooks = client.get("/api/v1/webhooks").json()
     yield
     assert client.get(f"/api/v1/workflow/{ids['workflow']}").json() == before
+    assert client.get("/api/v1/webhooks").json() == hooks
     execution = client.get(f"/api/v1/workflow/{ids['workflow']}/execution/{ids['execution']}")
     assert execution.status_code == 200
 
@@ -109,6 +122,10 @@ def test_every_hostile_body_on_every_operation_is_a_4xx(
             response = client.request(
                 method, path, content=body, headers={"Content-Type": "application/json"}
             )
+            if path.endswith("/validate") and response.status_code == 200:
+                # A body that parses is answered with its problems, never stored.
+                assert response.json()["valid"] is False, (path, name)
+                continue
             assert 400 <= response.status_code < 500, (method, path, name, response.text[:300])
             assert_our_4xx(response)
 
@@ -172,3 +189,108 @@ def test_an_unexpected_error_is_our_json_500_and_the_next_request_is_served(
         assert response.json()["code"] == "INTERNAL"
         assert response.json()["requestId"] == response.headers["X-Request-Id"]
         assert client.get("/healthz").status_code == 200
+
+
+def test_30_mb_bodies_on_the_webhook_and_validate_endpoints_are_413(
+    client: TestClient, ids: dict[str, str]
+) -> None:
+    huge = b'{"name": "' + b"x" * (30 * 1024 * 1024) + b'"}'
+    for path in (
+        "/api/v1/workflow/validate",
+        "/v1/workflows/validate",
+        "/api/v1/webhooks",
+        f"/api/v1/webhooks/{ids['webhook']}/redeliver",
+    ):
+        response = client.post(path, content=huge, headers={"Content-Type": "application/json"})
+        assert response.status_code == 413, (path, response.text[:300])
+        assert_our_4xx(response)
+    assert len(client.get("/api/v1/webhooks").json()["webhooks"]) == 1
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def as_json(body: object) -> bytes:
+    """JSON text with every non-ASCII character escaped: lone surrogates and NULs go as
+    ``\\u`` escapes, as a hostile client would send them."""
+    return json.dumps(body).encode()
+
+
+def test_validate_answers_deep_huge_and_odd_definitions_with_problems(
+    client: TestClient, ids: dict[str, str]
+) -> None:
+    """Valid JSON that is a hostile definition: problems (200 ``valid: false``) or a 400,
+    never a 5xx, and nothing stored."""
+    agent = ids["agent"]
+    step = {"type": "CALL", "order": 1, "agentId": agent}
+    nested: object = 1
+    for _ in range(200):
+        nested = {"a": nested}
+    feather = [
+        {"name": "w", "definition": {"steps": [{**step, "delayInSecs": 10**30}]}},
+        {"name": "w", "definition": {"steps": [{**step, "delayInSecs": 1e308}]}},
+        {"name": "w", "definition": {"steps": [{**step, "conditions": nested}]}},
+        {"name": "a\u0000b", "definition": {"steps": [step]}},
+        {"name": "w", "definition": {"steps": [{**step, "retryPolicy": {"NO_ANSWER": nested}}]}},
+        {"name": "w", "definition": {"steps": [step] * 5000}},
+    ]
+    for body in feather:
+        response = client.post("/api/v1/workflow/validate", content=as_json(body), headers=JSON)
+        assert response.status_code in (200, 400), response.text[:300]
+        if response.status_code == 200:
+            assert response.json()["valid"] is False
+        else:
+            assert_our_4xx(response)
+    wait = {"timeout_days": 1e308, "branches": [{"label": "x\ud800", "regex": "(a+)+$"}]}
+    graphs = [
+        {
+            "title": "g",
+            "definition": {
+                "nodes": [{"id": "w", "node_type": "TIME", "config": {"delay_days": 10**30}}]
+            },
+        },
+        {
+            "title": "g",
+            "definition": {"nodes": [{"id": "w", "node_type": "WAIT_FOR_REPLY", "config": wait}]},
+        },
+        {
+            "title": "g",
+            "definition": {
+                "nodes": [{"id": "c", "node_type": "CONDITIONAL", "config": {"conditions": nested}}]
+            },
+        },
+    ]
+    for body in graphs:
+        response = client.post("/v1/workflows/validate", content=as_json(body), headers=JSON)
+        assert response.status_code in (200, 400), response.text[:300]
+        if response.status_code == 200:
+            assert response.json()["valid"] is False
+        else:
+            assert_our_4xx(response)
+    # A lone surrogate and a NUL sent as raw JSON escapes.
+    for path in ("/api/v1/workflow/validate", "/v1/workflows/validate"):
+        for raw in (b'{"name": "\\ud800", "title": "\\ud800"}', b'{"title": "a\\u0000"}'):
+            response = client.post(path, content=raw, headers={"Content-Type": "application/json"})
+            assert response.status_code < 500, (path, raw, response.text[:300])
+
+
+def test_a_revoked_key_creates_no_subscription(
+    client: TestClient, services: Services, org_key: tuple[str, str]
+) -> None:
+    _, other = services.accounts.create_api_key("acme")
+    services.accounts.revoke_api_key(org_key[1][:10])
+    body = {"url": "https://example.com/events", "events": ["*"]}
+    refused = client.post("/api/v1/webhooks", json=body)
+    assert refused.status_code == 401
+    assert_our_4xx(refused)
+    assert (
+        client.post(
+            "/api/v1/webhooks",
+            json=body,
+            headers={"X-API-Key": "", "Authorization": f"Bearer {org_key[1]}"},
+        ).status_code
+        == 401
+    )
+    listed = client.get("/api/v1/webhooks", headers={"X-API-Key": other})
+    assert listed.status_code == 200
+    assert listed.json()["webhooks"] == []
