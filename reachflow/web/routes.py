@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -30,7 +30,7 @@ from reachflow.domain.instants import BadInstant, parse_iso_instant
 from reachflow.services.phones import to_e164
 from reachflow.store.accounts import ApiKeyRecord
 from reachflow.store.executions import ExecutionFilter
-from reachflow.web import views
+from reachflow.web import stats, views
 from reachflow.web.session import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -663,7 +663,9 @@ def _graph_values(
     console: Console, workflow_id: str, definition: dict[str, Any], agents: dict[str, str]
 ) -> dict[str, Any]:
     leads = console.services.executions.count_by_node(console.org, workflow_id)
-    return {"graph": views.draw_graph(definition, agents, leads)}
+    with console.services.db.read() as conn:
+        counts = stats.edge_counts(conn, console.org, workflow_id)
+    return {"graph": views.draw_graph(definition, agents, leads, counts)}
 
 
 @router.get("/console/workflows/{workflow_id}/graph")
@@ -852,3 +854,93 @@ def agents_rows(request: Request) -> Response:
     if console is None:
         return Response(status_code=401)
     return render(request, "_agent_rows.html", console, rows=_agent_rows(console))
+
+
+# -- event webhooks ----------------------------------------------------------------------------
+
+#: A delivery-log cursor: an attempt id (a BIGINT; 18 digits always fit).
+MAX_CURSOR_DIGITS = 18
+
+
+@router.get("/console/webhooks")
+def webhooks_page(request: Request) -> Response:
+    console = current(request)
+    if console is None:
+        return _to_sign_in(request)
+    # An organization has at most MAX_SUBSCRIPTIONS (100): one page holds them all.
+    rows, total = console.services.webhooks.list(console.org, limit=100, offset=0)
+    return render(request, "webhooks.html", console, nav="webhooks", rows=rows, total=total)
+
+
+def _webhook_values(console: Console, webhook_id: str, cursor: str, event: str) -> dict[str, Any]:
+    services = console.services
+    record = services.webhooks.get(console.org, webhook_id)
+    if cursor and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= MAX_CURSOR_DIGITS):
+        raise ValidationFailed(FieldError("cursor", "unknown cursor"))
+    attempts, next_cursor = services.webhooks.deliveries(
+        console.org, record.id, limit=PAGE_SIZE, cursor=cursor or None, event_id=event or None
+    )
+    return {
+        "hook": record,
+        "open_deliveries": services.webhooks.open_deliveries(record.id),
+        "attempts": attempts,
+        "next_cursor": next_cursor,
+    }
+
+
+@router.get("/console/webhooks/{webhook_id}")
+def webhook_page(request: Request, webhook_id: str) -> Response:
+    console = current(request)
+    if console is None:
+        return _to_sign_in(request)
+    try:
+        _field(webhook_id, "webhookId")
+        cursor = _field(request.query_params.get("cursor"), "cursor")
+        event = _field(request.query_params.get("event"), "event")
+        values = _webhook_values(console, webhook_id, cursor, event)
+    except ReachflowError as exc:
+        return _failed(request, console, exc)
+    queued = request.query_params.get("queued", "")
+    notice = None
+    if queued.isascii() and queued.isdigit() and len(queued) <= 6:
+        count = int(queued)
+        notice = f"Queued {count} event{'' if count == 1 else 's'} for delivery again."
+    return render(
+        request,
+        "webhook.html",
+        console,
+        nav="webhooks",
+        event=event,
+        notice=notice,
+        **values,
+    )
+
+
+@router.post("/console/webhooks/{webhook_id}/redeliver")
+async def webhook_redeliver(request: Request, webhook_id: str) -> Response:
+    """One event again (``event``), or every event the subscription takes in a time range
+    (``since``, ``until``: ISO 8601, or a browser's ``YYYY-MM-DDTHH:MM`` read as UTC), through
+    the service the API's ``POST /api/v1/webhooks/{id}/redeliver`` calls."""
+    try:
+        console, form = await _post(request)
+    except Refused as exc:
+        return _refused(request, exc)
+    try:
+        _field(webhook_id, "webhookId")
+        event = _field(form.get("event"), "eventId")
+        since = _field(form.get("since"), "since")
+        until = _field(form.get("until"), "until")
+        body: dict[str, Any] = {}
+        if event:
+            body["eventId"] = event
+        if since:
+            body["since"] = iso(_instant(since, "since"))
+        if until:
+            body["until"] = iso(_instant(until, "until"))
+        done = console.services.webhooks.redeliver(console.org, webhook_id, body)
+    except ReachflowError as exc:
+        return _failed(request, console, exc)
+    return RedirectResponse(
+        f"/console/webhooks/{quote(webhook_id, safe='')}?" + urlencode({"queued": done.queued}),
+        status_code=303,
+    )

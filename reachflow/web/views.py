@@ -8,12 +8,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from reachflow.domain.compile import compile_definition
 from reachflow.domain.compliance.rules import RuleSet
+from reachflow.domain.definition import END_COMPLETE, END_FINISH
 from reachflow.domain.enums import WEEKDAYS
 from reachflow.domain.errors import ProblemCollector
 from reachflow.domain.schedule import DEFAULT_TCPA_SCHEDULE, WeekSchedule, parse_week_schedule
+from reachflow.web.stats import EdgeCounts
 
 NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 180, 56, 40, 70, 20
+#: A linear chain's drawing-only first node.
+START_NODE = "__start__"
+#: Width of a character of an edge label (11 px text), to make room for it.
+LABEL_CHAR_W = 7
 
 # -- graph -------------------------------------------------------------------------------------
 
@@ -37,6 +44,23 @@ class GraphEdge:
     path: str = ""
     label_x: int = 0
     label_y: int = 0
+    #: The compiled (source, target) node ids this drawn edge stands for, in the engine's
+    #: ``transition`` events (a linear chain's START and END nodes are drawing-only).
+    key: tuple[str, str] | None = None
+    #: Distinct executions that took the edge, and that reached its source node.
+    taken: int = 0
+    reached: int = 0
+    #: SVG text-anchor of the labels: centred on a downward edge, after a looping one.
+    anchor: str = "middle"
+
+    @property
+    def rate(self) -> float | None:
+        return self.taken / self.reached if self.reached else None
+
+    def conversion(self) -> str:
+        """``2/3 · 67%``, or ``0/0`` when no execution reached the source node."""
+        rate = self.rate
+        return f"{self.taken}/{self.reached}" + ("" if rate is None else f" · {rate:.0%}")
 
 
 @dataclass
@@ -65,9 +89,10 @@ def linear_graph(
     """Feather's steps as a chain: each step a node, then an END node; an edge carries the
     next step's delay, and a step's finish-on outcomes exit to END."""
     steps = sorted(definition.get("steps") or [], key=lambda s: s.get("order", 0))
-    nodes = [GraphNode(id="__start__", label="Start", kind="START")]
+    nodes = [GraphNode(id=START_NODE, label="Start", kind="START")]
     edges: list[GraphEdge] = []
-    previous = "__start__"
+    previous = START_NODE
+    first = str(steps[0].get("id") or f"step-{steps[0].get('order')}") if steps else ""
     for step in steps:
         step_id = str(step.get("id") or f"step-{step.get('order')}")
         agent = agents.get(str(step.get("agentId")), str(step.get("agentId") or ""))
@@ -79,13 +104,23 @@ def linear_graph(
                 detail=agent,
             )
         )
-        edges.append(GraphEdge(previous, step_id, _duration(int(step.get("delayInSecs") or 0))))
+        delay = _duration(int(step.get("delayInSecs") or 0))
+        edges.append(GraphEdge(previous, step_id, delay, key=(previous, step_id)))
         finish = step.get("finishOn") or []
         if finish:
-            edges.append(GraphEdge(step_id, "__end__", "finish: " + ", ".join(finish)))
+            edges.append(
+                GraphEdge(
+                    step_id,
+                    "__end__",
+                    "finish: " + ", ".join(finish),
+                    key=(step_id, END_FINISH),
+                )
+            )
         previous = step_id
     nodes.append(GraphNode(id="__end__", label="End", kind="END"))
-    edges.append(GraphEdge(previous, "__end__", "done"))
+    # After the last step the engine goes to END (or, isInfinite, back to the first step).
+    after_last = first if definition.get("isInfinite") and first else END_COMPLETE
+    edges.append(GraphEdge(previous, "__end__", "done", key=(previous, after_last)))
     return nodes, edges
 
 
@@ -107,11 +142,32 @@ def dialnexa_graph(
                 detail=detail,
             )
         )
-    edges = [
-        GraphEdge(str(e.get("from_node_id")), str(e.get("to_node_id")), str(e.get("label") or ""))
-        for e in definition.get("edges") or []
-    ]
+    edges = []
+    for e in definition.get("edges") or []:
+        source, target = str(e.get("from_node_id")), str(e.get("to_node_id"))
+        edges.append(GraphEdge(source, target, str(e.get("label") or ""), key=(source, target)))
     return nodes, edges
+
+
+def edge_conversion(edges: list[GraphEdge], counts: EdgeCounts, entry: str | None) -> None:
+    """Each drawn edge's ``taken`` and ``reached`` (distinct executions) from ``counts``.
+    Edges between the same two nodes (labelled differently) share one count: the history
+    records the nodes an execution moved between, and which label matched it only as the
+    outcome's text."""
+
+    def reached(node: str) -> int:
+        entered = counts.entered.get(node, 0)
+        return max(entered, counts.started) if node == entry else entered
+
+    for e in edges:
+        if e.key is None:
+            continue
+        source, target = e.key
+        if source == START_NODE:  # the drawing's Start: every execution that started
+            e.taken = e.reached = counts.started
+            continue
+        e.taken = counts.edges.get((source, target), 0)
+        e.reached = reached(source)
 
 
 def _layers(nodes: list[GraphNode], edges: list[GraphEdge]) -> dict[str, int]:
@@ -140,13 +196,27 @@ def _layers(nodes: list[GraphNode], edges: list[GraphEdge]) -> dict[str, int]:
     return depth
 
 
+def entry_of(definition: dict[str, Any]) -> str | None:
+    """The node a new execution enters first, as the engine compiles the definition."""
+    try:
+        return compile_definition(definition).entry
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def draw_graph(
-    definition: dict[str, Any], agents: dict[str, str], leads_at: dict[str, int]
+    definition: dict[str, Any],
+    agents: dict[str, str],
+    leads_at: dict[str, int],
+    counts: EdgeCounts | None = None,
 ) -> GraphDrawing:
     """Lay the workflow out top to bottom in layers (breadth first from the entry nodes), and
-    route each edge; ``leads_at`` (node id -> active executions there) labels the nodes."""
+    route each edge; ``leads_at`` (node id -> active executions there) labels the nodes,
+    ``counts`` (the workflow's history) the edges with their conversion."""
     is_graph = isinstance(definition.get("nodes"), list)
     nodes, edges = (dialnexa_graph if is_graph else linear_graph)(definition, agents)
+    if counts is not None:
+        edge_conversion(edges, counts, entry_of(definition))
     by_id = {n.id: n for n in nodes}
     elsewhere = 0
     for node_id, count in leads_at.items():
@@ -172,15 +242,20 @@ def draw_graph(
     height = MARGIN * 2 + (max(layers, default=0) + 1) * (NODE_H + GAP_Y) - GAP_Y
     right = max((n.x + NODE_W for n in nodes), default=MARGIN)
     loops = 0
+    drawn: set[tuple[str, str]] = set()
     for e in edges:
         a, b = by_id[e.source], by_id[e.target]
-        if b.y > a.y:
+        # Straight down to the next row, once per pair of nodes; an edge that skips rows
+        # (through the nodes between) or repeats a pair goes round the right instead, so
+        # neither it nor its labels hide behind a node or another edge.
+        if b.y - a.y == NODE_H + GAP_Y and (e.source, e.target) not in drawn:
+            drawn.add((e.source, e.target))
             x1, y1 = a.x + NODE_W // 2, a.y + NODE_H
             x2, y2 = b.x + NODE_W // 2, b.y
             mid = (y1 + y2) // 2
             e.path = f"M{x1},{y1} C{x1},{mid} {x2},{mid} {x2},{y2 - 6}"
             e.label_x, e.label_y = (x1 + x2) // 2, mid
-        else:  # back or sideways edge: through the gaps, round the right of the drawing
+        else:  # back, sideways, skipping or repeated: round the right of the drawing
             loops += 1
             out = right + 16 * loops
             below, above = a.y + NODE_H + 8 * loops, b.y - 8 * loops
@@ -189,8 +264,10 @@ def draw_graph(
                 f"M{x1},{a.y + NODE_H} L{x1},{below} L{out},{below} L{out},{above} "
                 f"L{x2},{above} L{x2},{b.y - 6}"
             )
-            e.label_x, e.label_y = out, (below + above) // 2
-            width = max(width, out + MARGIN + 30)
+            # The label to the right of the line, the drawing widened to hold it.
+            e.label_x, e.label_y, e.anchor = out + 4, (below + above) // 2, "start"
+            text = max(len(e.label[:28]), len(e.conversion()) if e.key else 0)
+            width = max(width, out + 4 + text * LABEL_CHAR_W + MARGIN)
     return GraphDrawing(
         nodes, edges, width, height, "graph" if is_graph else "linear", elsewhere, by_id
     )

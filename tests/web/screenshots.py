@@ -10,17 +10,41 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from reachflow.bootstrap import bootstrap
+from reachflow.bootstrap import Services, bootstrap
 from reachflow.runtime.clock import VirtualClock
 from reachflow.settings import Settings
 from tests.conftest import MONDAY_10_NY
-from tests.web.harness import chromium_path, demo, serve
+from tests.helpers import lead
+from tests.web.harness import Demo, chromium_path, demo, hook_receiver, serve
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def _webhooks(services: Services, clock: VirtualClock, data: Demo) -> str:
+    """A subscription with a delivery log (one execution's events, sent to a loopback
+    endpoint), and a disabled one; the first's id."""
+    with hook_receiver() as url:
+        webhook = services.webhooks.create(
+            data.org, {"url": url, "events": ["*"], "description": "CRM sync"}
+        ).id
+        services.executions.create(
+            data.org, data.workflow, lead("+12125550160", "lead-webhook", zipcode="10001")
+        )
+        services.engine.run_until_idle(clock, until=clock.now() + timedelta(hours=1))
+    services.webhooks.create(
+        data.org,
+        {
+            "url": "https://crm.example.com/old-hook",
+            "events": ["execution.completed"],
+            "enabled": False,
+        },
+    )
+    return webhook
 
 
 def main() -> int:
@@ -34,6 +58,7 @@ def main() -> int:
         services = bootstrap(Settings(database_url=f"sqlite:///{tmp}/demo.db"), clock=clock)
         try:
             data = demo(services, clock)
+            webhook = _webhooks(services, clock, data)
             pages = {
                 "sign-in": "/console/sign-in",
                 "executions": "/console/executions",
@@ -45,6 +70,8 @@ def main() -> int:
                 f"&workflow={data.workflow}",
                 "suppressions": "/console/suppressions",
                 "agents": "/console/agents",
+                "webhooks": "/console/webhooks",
+                "webhook": f"/console/webhooks/{webhook}",
             }
             with serve(services) as base, sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=browser_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,8 +16,8 @@ from reachflow.bootstrap import Services
 from reachflow.runtime.clock import VirtualClock
 from reachflow.web import routes
 from reachflow.web.session import SESSION_COOKIE
-from tests.helpers import lead
-from tests.web.harness import Demo, csrf_of, demo, sign_in
+from tests.helpers import lead, make_agent
+from tests.web.harness import Demo, csrf_of, demo, hook_receiver, nurture, sign_in
 
 
 @pytest.fixture
@@ -408,3 +409,390 @@ def test_an_execution_of_a_deleted_workflow_stays_visible(
     page = browser.get(f"/console/executions/{data.finished}")
     assert page.status_code == 200
     assert "(deleted)" in page.text
+
+
+# -- event webhooks ------------------------------------------------------------------------------
+
+
+def _open(services: Services, org: str, webhook_id: str) -> int:
+    """Deliveries of the subscription waiting to be sent (as GET /api/v1/webhooks/{id} says)."""
+    return services.webhooks.open_deliveries(services.webhooks.get(org, webhook_id).id)
+
+
+@pytest.fixture
+def hooked(services: Services, clock: VirtualClock, data: Demo) -> Iterator[tuple[str, str]]:
+    """A subscription of the demo organization to every event, at a loopback endpoint that
+    answers 200, with one execution's events delivered; yields (its id, the first event id)."""
+    with hook_receiver() as url:
+        webhook = services.webhooks.create(
+            data.org, {"url": url, "events": ["*"], "description": "CRM sync"}
+        )
+        services.executions.create(
+            data.org, data.workflow, lead("+12125550160", "lead-hooked", zipcode="10001")
+        )
+        services.engine.run_until_idle(clock, until=clock.now() + timedelta(hours=1))
+        attempts, _ = services.webhooks.deliveries(
+            data.org, webhook.id, limit=200, cursor=None, event_id=None
+        )
+        assert attempts, "the loopback endpoint got nothing"
+        yield webhook.id, attempts[-1].event_id
+
+
+def test_webhooks_page_lists_subscriptions_their_status_and_why_disabled(
+    browser: TestClient,
+    services: Services,
+    clock: VirtualClock,
+    data: Demo,
+    hooked: tuple[str, str],
+) -> None:
+    webhook_id, _ = hooked
+    off = services.webhooks.create(
+        data.org, {"url": "https://example.com/off", "events": ["*"], "enabled": False}
+    )
+    other = demo(services, clock, org_name="globex")
+    theirs = services.webhooks.create(
+        other.org, {"url": "https://globex.example/hook", "events": ["*"]}
+    )
+    page = browser.get("/console/webhooks")
+    assert page.status_code == 200
+    text = page.text
+    assert '<a href="/console/webhooks" aria-current="page">Webhooks</a>' in text
+    row = re.search(rf'<tr data-webhook="{webhook_id}">(.*?)</tr>', text, re.S)
+    assert row is not None
+    assert "CRM sync" in row.group(1)
+    assert ">enabled<" in row.group(1)
+    disabled = re.search(rf'<tr data-webhook="{off.id}">(.*?)</tr>', text, re.S)
+    assert disabled is not None
+    assert ">disabled<" in disabled.group(1)
+    assert "disabled by request" in disabled.group(1)
+    assert theirs.id not in text
+    assert "globex.example" not in text
+    assert browser.get(f"/console/webhooks/{theirs.id}").status_code == 404
+    # The agents page links here too.
+    assert 'href="/console/webhooks"' in browser.get("/console/agents").text
+
+
+def test_webhook_delivery_log_shows_each_attempt(
+    browser: TestClient, services: Services, data: Demo, hooked: tuple[str, str]
+) -> None:
+    webhook_id, first_event = hooked
+    page = browser.get(f"/console/webhooks/{webhook_id}")
+    assert page.status_code == 200
+    text = page.text
+    row = re.search(rf'<tr data-event="{first_event}">(.*?)</tr>', text, re.S)
+    assert row is not None
+    cells = re.findall(r"<td>(.*?)</td>", row.group(1), re.S)
+    assert "execution.created" in cells[1]
+    assert cells[2] == "1"  # the attempt
+    assert cells[3] == "200"  # the status code
+    assert cells[4].endswith(" ms")  # the latency
+    assert ">ok<" in cells[5]
+    assert cells[6] == "delivered"
+    assert f'value="{first_event}"' in row.group(1)  # its redeliver button
+    assert '<span class="visually-hidden"> event ' in row.group(1)
+    assert '<label for="r-since">' in text
+    assert '<label for="r-event">' in text
+    # One event's attempts alone; an unknown cursor is refused.
+    only = browser.get(f"/console/webhooks/{webhook_id}", params={"event": first_event}).text
+    assert set(re.findall(r'<tr data-event="([^"]+)"', only)) == {first_event}
+    assert browser.get(f"/console/webhooks/{webhook_id}", params={"cursor": "x"}).status_code == (
+        400
+    )
+
+
+def test_webhook_log_pages_by_cursor(
+    browser: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    services: Services,
+    data: Demo,
+    hooked: tuple[str, str],
+) -> None:
+    webhook_id, _ = hooked
+    monkeypatch.setattr(routes, "PAGE_SIZE", 2)
+    every, _ = services.webhooks.deliveries(
+        data.org, webhook_id, limit=200, cursor=None, event_id=None
+    )
+    seen: list[str] = []
+    page = browser.get(f"/console/webhooks/{webhook_id}").text
+    while True:
+        seen += re.findall(r'<tr data-event="([^"]+)"', page)
+        found = re.search(r'rel="next" href="([^"]+)"', page)
+        if not found:
+            break
+        page = browser.get(found.group(1).replace("&amp;", "&")).text
+    assert seen == [a.event_id for a in every]
+
+
+def test_redeliver_one_event_and_a_time_range_from_the_page(
+    browser: TestClient,
+    services: Services,
+    clock: VirtualClock,
+    data: Demo,
+    hooked: tuple[str, str],
+) -> None:
+    webhook_id, first_event = hooked
+    page = f"/console/webhooks/{webhook_id}"
+    assert _open(services, data.org, webhook_id) == 0
+    answer = _post(browser, f"{page}/redeliver", page, event=first_event)
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    shown = browser.get(answer.headers["location"])  # type: ignore[attr-defined]
+    assert "Queued 1 event for delivery again." in shown.text
+    # Queued again, as the API sees it.
+    api = browser.get(f"/api/v1/webhooks/{webhook_id}", headers={"X-API-Key": data.key})
+    assert api.json()["openDeliveries"] == 1
+    with hook_receiver() as url:
+        services.webhooks.update(data.org, webhook_id, {"url": url})
+        services.engine.run_until_idle(clock, until=clock.now())
+    again, _ = services.webhooks.deliveries(
+        data.org, webhook_id, limit=10, cursor=None, event_id=first_event
+    )
+    assert len(again) == 2  # the first delivery, and the redelivery
+    assert _open(services, data.org, webhook_id) == 0
+    # A time range, as a browser's datetime-local field sends it (read as UTC).
+    start = (clock.now() - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+    ranged = _post(browser, f"{page}/redeliver", page, since=start, until="")
+    assert ranged.status_code == 303  # type: ignore[attr-defined]
+    queued = int(re.search(r"queued=(\d+)", ranged.headers["location"]).group(1))  # type: ignore[attr-defined,union-attr]
+    every, _ = services.webhooks.deliveries(
+        data.org, webhook_id, limit=200, cursor=None, event_id=None
+    )
+    assert queued == len({a.event_id for a in every}) > 1
+    assert _open(services, data.org, webhook_id) == queued
+
+
+def test_redeliver_is_refused_without_the_csrf_token_or_for_another_organization(
+    browser: TestClient,
+    services: Services,
+    clock: VirtualClock,
+    data: Demo,
+    hooked: tuple[str, str],
+) -> None:
+    webhook_id, first_event = hooked
+    for form in ({"event": first_event}, {"event": first_event, "csrf": "forged"}):
+        refused = browser.post(
+            f"/console/webhooks/{webhook_id}/redeliver", data=form, follow_redirects=False
+        )
+        assert refused.status_code == 403
+        assert "CSRF" in refused.text
+    assert _open(services, data.org, webhook_id) == 0
+    # Another organization's subscription, with this session's valid token: not found here.
+    other = demo(services, clock, org_name="globex")
+    with hook_receiver() as url:
+        theirs = services.webhooks.create(other.org, {"url": url, "events": ["*"]})
+        services.executions.create(
+            other.org, other.workflow, lead("+12125550161", "lead-theirs", zipcode="10001")
+        )
+        services.engine.run_until_idle(clock, until=clock.now() + timedelta(hours=1))
+    their_attempts, _ = services.webhooks.deliveries(
+        other.org, theirs.id, limit=200, cursor=None, event_id=None
+    )
+    their_event = their_attempts[-1].event_id
+    page = f"/console/webhooks/{webhook_id}"
+    for path, form in (
+        (f"/console/webhooks/{theirs.id}/redeliver", {"event": their_event}),
+        (f"/console/webhooks/{theirs.id}/redeliver", {"since": "2026-01-01T00:00"}),
+        # Their event through my subscription: not an event of my organization.
+        (f"{page}/redeliver", {"event": their_event}),
+    ):
+        answer = _post(browser, path, page, **form)
+        assert answer.status_code == 404, path  # type: ignore[attr-defined]
+        assert "not found" in answer.text  # type: ignore[attr-defined]
+    assert _open(services, other.org, theirs.id) == 0
+    assert _open(services, data.org, webhook_id) == 0
+    # Signed out: 401, nothing queued.
+    browser.cookies.clear()
+    gone = browser.post(
+        f"/console/webhooks/{webhook_id}/redeliver",
+        data={"event": first_event, "csrf": "x"},
+        follow_redirects=False,
+    )
+    assert gone.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "status"),
+    [
+        ("{id}/redeliver", {"since": "yesterday-ish"}, 400),
+        ("{id}/redeliver", {"since": "2026-03-09T10:00", "until": "2026-03-01T00:00"}, 400),
+        ("{id}/redeliver", {"since": "2026-13-45T99:99"}, 400),
+        ("{id}/redeliver", {"event": "evt_x", "since": "2026-03-01T00:00"}, 400),
+        ("{id}/redeliver", {}, 400),
+        ("{id}/redeliver", {"event": "evt\x00x"}, 400),
+        ("{id}/redeliver", {"since": "2026-03-01\x00T00:00"}, 400),
+        ("{id}/redeliver", {"event": "e" * 5000}, 400),
+        ("{id}/redeliver", {"event": "evt_unknown"}, 404),
+        ("no-such-webhook/redeliver", {"event": "evt_x"}, 404),
+        ("%00/redeliver", {"event": "evt_x"}, 400),
+        ("{long}/redeliver", {"event": "evt_x"}, 400),
+    ],
+)
+def test_hostile_redeliver_forms_answer_4xx_and_queue_nothing(
+    browser: TestClient,
+    services: Services,
+    data: Demo,
+    hooked: tuple[str, str],
+    path: str,
+    form: dict[str, str],
+    status: int,
+) -> None:
+    webhook_id, _ = hooked
+    target = "/console/webhooks/" + path.format(id=webhook_id, long="w" * 300)
+    answer = _post(browser, target, f"/console/webhooks/{webhook_id}", **form)
+    assert answer.status_code == status, answer.text  # type: ignore[attr-defined]
+    assert 'role="alert"' in answer.text  # type: ignore[attr-defined]
+    assert _open(services, data.org, webhook_id) == 0
+
+
+def test_odd_time_ranges_are_queued_or_refused_never_a_server_error(
+    browser: TestClient, data: Demo, hooked: tuple[str, str]
+) -> None:
+    webhook_id, _ = hooked
+    page = f"/console/webhooks/{webhook_id}"
+    for since, until in (
+        ("0001-01-01T00:00", "9999-12-31T23:59"),
+        ("2026-03-01T00:00:00+14:00", "2026-03-20T00:00:00-12:00"),
+        ("2026-03-01T00:00:00.123456789Z", ""),
+        ("2026-03-01", ""),
+        ("\uff12\uff10\uff12\uff16-03-01T00:00", ""),  # fullwidth digits
+        ("2026-03-01T24:00", ""),
+        ("99999-01-01T00:00", ""),
+        ("9999-12-31T23:59", ""),
+        ("2026-W10", ""),
+        ("1741500000", ""),
+    ):
+        answer = _post(browser, f"{page}/redeliver", page, since=since, until=until)
+        assert answer.status_code in (303, 400), (since, until)  # type: ignore[attr-defined]
+
+
+def test_hostile_webhook_page_queries_answer_4xx(
+    browser: TestClient, hooked: tuple[str, str]
+) -> None:
+    webhook_id, _ = hooked
+    page = f"/console/webhooks/{webhook_id}"
+    for params in (
+        {"cursor": "9" * 40},
+        {"cursor": "-1"},
+        {"cursor": "²"},  # a digit to str.isdigit, not to int()
+        {"cursor": "١٢"},
+        {"event": "a\x00b"},
+    ):
+        assert browser.get(page, params=params).status_code == 400, params
+    # A notice's count that is not one is no notice.
+    for queued in ("²", "1" * 40, "-3"):
+        shown = browser.get(page, params={"queued": queued})
+        assert shown.status_code == 200
+        assert 'role="status"' not in shown.text
+    assert browser.get("/console/webhooks/%00").status_code == 400
+    assert browser.get("/console/webhooks/nope").status_code == 404
+
+
+def test_a_disabled_subscription_cannot_redeliver_until_enabled(
+    browser: TestClient, services: Services, data: Demo, hooked: tuple[str, str]
+) -> None:
+    webhook_id, first_event = hooked
+    services.webhooks.update(data.org, webhook_id, {"enabled": False})
+    page = f"/console/webhooks/{webhook_id}"
+    shown = browser.get(page).text
+    assert 'data-status="disabled"' in shown
+    assert "disabled by request" in shown
+    assert "enable it first" in shown.lower() or "enable it" in shown
+    answer = _post(browser, f"{page}/redeliver", page, event=first_event)
+    assert answer.status_code == 409  # type: ignore[attr-defined]
+    assert _open(services, data.org, webhook_id) == 0
+
+
+# -- conversion per graph edge ---------------------------------------------------------------------
+
+
+def _edges(page: str) -> dict[tuple[str, str, str], tuple[int, int, str]]:
+    """The edge table: (from, to, label) -> (took it, reached from, conversion)."""
+    table = page.split('id="edge-table"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(
+        r"<tr data-edge=\"[^\"]*\"><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>"
+        r'<td class="taken">(\d+)</td><td class="reached">(\d+)</td><td class="rate">([^<]*)</td>',
+        table,
+    )
+    return {(a, b, label): (int(t), int(r), rate) for a, b, label, t, r, rate in rows}
+
+
+def test_graph_edges_show_their_conversion_on_a_known_run(
+    browser: TestClient, services: Services, clock: VirtualClock, data: Demo
+) -> None:
+    # Three leads: one books on the first call, one on the second, one never answers (three
+    # calls, then dropped as unresponsive).
+    agent = make_agent(
+        services,
+        data.org,
+        "CALL",
+        defaultDisposition="NO_ANSWER",
+        script={"+13125550201": ["CALENDLY"], "+13125550202": ["NO_ANSWER", "CALENDLY"]},
+    )
+    graph = services.graph_workflows.create(
+        data.org, {"title": "Known run", "status": "active", "definition": nurture(agent)}
+    ).id
+    services.leads.enroll(
+        data.org,
+        graph,
+        [{"phone_number": p} for p in ("+13125550201", "+13125550202", "+13125550203")],
+    )
+    services.engine.run_until_idle(clock, until=clock.now() + timedelta(days=14))
+    page = browser.get(f"/console/workflows/{graph}").text
+    assert _edges(page) == {
+        ("Call", "Converted", "COMPLETED"): (2, 3, "67 %"),
+        ("Call", "3 tries?", "—"): (2, 3, "67 %"),
+        ("3 tries?", "Unresponsive", "true"): (1, 2, "50 %"),
+        ("3 tries?", "Wait 2 days", "false"): (2, 2, "100 %"),
+        ("Wait 2 days", "Call", "—"): (2, 2, "100 %"),
+    }
+    # On the drawing too, on each edge's label.
+    assert 'data-edge="call&gt;won">' in page
+    assert re.search(
+        r'data-edge="call&gt;won"><title>2 of the 3 executions[^<]*</title>2/3 · 67%<', page
+    )
+    assert re.search(r'data-edge="check&gt;lost"><title>[^<]*</title>1/2 · 50%<', page)
+    # The live fragment carries them as well.
+    assert _edges(browser.get(f"/console/workflows/{graph}/graph").text) == _edges(page)
+
+
+def test_linear_workflow_edges_show_their_conversion(browser: TestClient, data: Demo) -> None:
+    # Seed 002's workflow: two executions started (one ran to the end, one waits for its
+    # window at the call); the paused one never started.
+    page = browser.get(f"/console/workflows/{data.workflow}").text
+    assert _edges(page) == {
+        ("Start", "1. CALL", "at once"): (2, 2, "100 %"),
+        ("1. CALL", "2. TEXT", "1 d"): (1, 2, "50 %"),
+        ("1. CALL", "End", "finish: CALENDLY, NOT_INTERESTED, DNC"): (0, 2, "0 %"),
+        ("2. TEXT", "End", "finish: DNC"): (0, 1, "0 %"),
+        ("2. TEXT", "End", "done"): (1, 1, "100 %"),
+    }
+
+
+def test_edge_conversion_is_one_indexed_statement(services: Services, data: Demo) -> None:
+    """One statement per graph, served by the executions (organization, workflow) index and
+    the events' execution index: no scan of either table, on either database."""
+    import sqlalchemy as sa
+
+    from reachflow.web import stats
+
+    with services.db.read() as conn:
+        query = stats.edge_query(data.org, data.graph_workflow, conn.dialect.name)
+        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        if conn.dialect.name == "sqlite":
+            params: Any = tuple(compiled.params[k] for k in compiled.positiontup or ())
+            plan = "\n".join(
+                str(row[-1])
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), params)
+            )
+            assert "SEARCH executions USING COVERING INDEX ix_executions_workflow_created" in plan
+            assert "SEARCH execution_events USING INDEX ix_execution_events_execution_id" in plan
+            assert "SCAN executions" not in plan
+            assert "SCAN execution_events" not in plan
+        else:
+            conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            plan = "\n".join(
+                str(row[0])
+                for row in conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params)
+            )
+            assert "Seq Scan on executions" not in plan
+            assert "Seq Scan on execution_events" not in plan
+            assert "ix_execution_events_execution_id" in plan
