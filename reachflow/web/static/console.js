@@ -32,6 +32,8 @@
         })
         .then(function (html) {
           if (html === null || html === undefined) return;
+          // The focus may have moved into the region while the request was out.
+          if (el.contains(document.activeElement) && document.activeElement !== el) { schedule(); return; }
           if (html !== last) {
             el.innerHTML = html;
             last = html;
