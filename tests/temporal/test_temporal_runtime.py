@@ -1,5 +1,6 @@
-"""The Temporal runtime against a real dev server: one workflow per execution driving the same
-``decide``; the API answers as on the embedded runtime. Short delays, real time."""
+"""What is Temporal's own in the Temporal runtime, against a real dev server: workflow results,
+durable timers, the ``changed`` signal, replay. The scenarios both runtimes share are in
+tests/scenarios. Short delays, real time."""
 
 from __future__ import annotations
 
@@ -19,10 +20,9 @@ from temporalio.client import Client
 
 from reachflow.api import create_app
 from reachflow.bootstrap import Services, bootstrap
-from reachflow.runtime.temporal.client import workflow_id_of
 from reachflow.runtime.temporal.devserver import DevServer
 from reachflow.runtime.temporal.worker import run_worker
-from reachflow.runtime.temporal.workflow import WORKFLOW_NAME, RunInput
+from reachflow.runtime.temporal.workflow import WORKFLOW_NAME, ExecutionWorkflow, RunInput
 from reachflow.settings import Settings
 from tests.helpers import make_agent
 
@@ -145,27 +145,6 @@ def _call(step: int) -> dict[str, Any]:
     }
 
 
-def test_linear_workflow_runs_to_completion(runtime: Runtime) -> None:
-    place = open_place()
-    workflow_id = _workflow(runtime, [_call(1), _call(2)], place[3])
-    created = _start(runtime, workflow_id, place)
-    execution_id = created["id"]
-    assert created["temporalWorkflowId"] == workflow_id_of(execution_id)
-
-    done = runtime.wait_for(
-        lambda: (b := _get(runtime, workflow_id, execution_id))["status"] == "COMPLETED" and b
-    )
-    assert [s["status"] for s in done["stepExecutions"]] == ["COMPLETED", "COMPLETED"]
-    # exactly one call per step
-    assert sum(runtime.services.simulator.calls_placed.values()) == 2
-
-    async def result() -> Any:
-        client = await Client.connect(runtime.services.settings.temporal_address)
-        return await client.get_workflow_handle(created["temporalWorkflowId"]).result()
-
-    assert asyncio.run(result()) == "COMPLETED"
-
-
 def _put(runtime: Runtime, workflow_id: str, execution_id: str, status: str) -> dict[str, Any]:
     response = runtime.client.put(
         f"/api/v1/workflow/{workflow_id}/execution/{execution_id}", json={"status": status}
@@ -175,37 +154,8 @@ def _put(runtime: Runtime, workflow_id: str, execution_id: str, status: str) -> 
     return body
 
 
-def test_pause_resume_and_cancel_reach_the_workflow(runtime: Runtime) -> None:
-    place = open_place()
-    # a long delay: the execution waits on a durable timer when paused
-    workflow_id = _workflow(runtime, [{**_call(1), "delayInSecs": 3}, _call(2)], place[3])
-    first = _start(runtime, workflow_id, place)["id"]
-    second = _start(runtime, workflow_id, place)["id"]
-
-    assert _put(runtime, workflow_id, first, "PAUSED")["status"] == "PAUSED"
-    cancelled = runtime.client.post(
-        f"/api/v1/workflow/{workflow_id}/executions/{second}/cancel"
-    ).json()
-    assert cancelled["status"] == "CANCELLED"
-    time.sleep(4)  # past the delay: a paused execution does not move
-    assert _get(runtime, workflow_id, first)["status"] == "PAUSED"
-    assert sum(runtime.services.simulator.calls_placed.values()) == 0
-    _put(runtime, workflow_id, first, "RUNNING")
-    runtime.wait_for(lambda: _get(runtime, workflow_id, first)["status"] == "COMPLETED")
-
-    async def status(execution_id: str) -> Any:
-        client = await Client.connect(runtime.services.settings.temporal_address)
-        return await client.get_workflow_handle(workflow_id_of(execution_id)).result()
-
-    assert asyncio.run(status(first)) == "COMPLETED"
-    assert asyncio.run(status(second)) == "CANCELLED"
-    assert sum(runtime.services.simulator.calls_placed.values()) == 2  # first's two steps
-
-
 def test_replay_of_a_recorded_history_catches_non_determinism(runtime: Runtime) -> None:
     from temporalio.worker import Replayer
-
-    from reachflow.runtime.temporal.workflow import ExecutionWorkflow
 
     place = open_place()
     workflow_id = _workflow(runtime, [_call(1)], place[3])
@@ -300,46 +250,40 @@ def test_a_deferred_step_waits_on_a_durable_timer_then_completes(runtime: Runtim
     assert timers, "the deferral is a durable timer"
 
 
-def test_graph_workflow_call_wait_call_runs_to_completion(runtime: Runtime) -> None:
-    services, org = runtime.services, runtime.org
-    agent = make_agent(services, org, defaultDisposition="NO_ANSWER", ringDurationSecs=1)
+def test_commands_reach_the_workflow_as_signals_carrying_what_changed(runtime: Runtime) -> None:
+    place = open_place()
+    workflow_id = _workflow(runtime, [{**_call(1), "delayInSecs": 3}, _call(2)], place[3])
+    created = _start(runtime, workflow_id, place)
+    execution_id = created["id"]
 
-    def voice(node_id: str) -> dict[str, Any]:
-        config = {"agent_id": agent, "needs_tcpa_compliance": False}
-        return {"id": node_id, "node_type": "VOICE_CALL", "config": config}
+    async def changes() -> list[str]:
+        client = await Client.connect(runtime.services.settings.temporal_address)
+        handle = client.get_workflow_handle(created["temporalWorkflowId"])
+        found: list[str] = await handle.query(ExecutionWorkflow.changes)
+        return found
 
-    wait_secs = 2.0
-    nodes = [
-        voice("first"),
-        {"id": "wait", "node_type": "TIME", "config": {"delay_minutes": wait_secs / 60}},
-        voice("second"),
-        {"id": "lost", "node_type": "DROPPED", "config": {}},
+    assert _put(runtime, workflow_id, execution_id, "PAUSED")["status"] == "PAUSED"
+    runtime.wait_for(lambda: "paused" in asyncio.run(changes()))
+    assert _put(runtime, workflow_id, execution_id, "RUNNING")["status"] != "PAUSED"
+    runtime.wait_for(lambda: "resumed" in asyncio.run(changes()))
+    cancelled = runtime.client.post(
+        f"/api/v1/workflow/{workflow_id}/executions/{execution_id}/cancel"
+    ).json()
+    assert cancelled["status"] == "CANCELLED"
+
+    async def result() -> Any:
+        client = await Client.connect(runtime.services.settings.temporal_address)
+        handle = client.get_workflow_handle(created["temporalWorkflowId"])
+        outcome = await handle.result()
+        history = await handle.fetch_history()
+        return outcome, history
+
+    outcome, history = asyncio.run(result())
+    assert outcome == "CANCELLED"
+    signals = [
+        e.workflow_execution_signaled_event_attributes
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
     ]
-    edges = [("first", "wait", None), ("wait", "second", None), ("second", "lost", None)]
-    definition = {
-        "nodes": nodes,
-        "edges": [
-            {"id": f"e{i}", "from_node_id": a, "to_node_id": b, "label": label}
-            for i, (a, b, label) in enumerate(edges, start=1)
-        ],
-    }
-    response = runtime.client.post(
-        "/v1/workflows",
-        json={"title": "call, wait, call", "definition": definition, "status": "active"},
-    )
-    assert response.status_code in (200, 201), response.text
-    wf = response.json()["id"]
-    services.leads.enroll(org, wf, [{"phone_number": "+12125550123"}])
-    rows, _ = services.leads.list(org, wf, page=1, limit=10, status=None, current_node_id=None)
-    (lead_id,) = [r.id for r in rows]
-
-    record = runtime.wait_for(
-        lambda: (r := services.leads.get(org, wf, lead_id)).status == "COMPLETED" and r
-    )
-    assert record.engine.outcome == "dropped"
-    path = [v["node_id"] for v in services.leads.history(org, wf, lead_id)["history"]]
-    assert path == ["first", "wait", "second", "lost"]
-    placed = _placed_at(runtime)
-    assert len(placed) == 2
-    # the second call waited for the first's ring (1 s) and the TIME node's durable timer
-    assert (placed[1] - placed[0]).total_seconds() >= wait_secs
+    assert {s.signal_name for s in signals} == {"changed"}
+    assert sum(runtime.services.simulator.calls_placed.values()) == 0

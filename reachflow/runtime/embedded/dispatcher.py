@@ -30,7 +30,7 @@ import logging
 import random
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,9 +184,10 @@ class Dispatcher:
 
     # -- 1. claim ---------------------------------------------------------------------------
 
-    def claim(self) -> int:
+    def claim(self, only: Sequence[str] | None = None) -> int:
         """Claim a batch, commit its attempts as in flight, start the calls. Returns how many
-        commands were claimed."""
+        commands were claimed. ``only``: those executions' commands alone (a Temporal sync
+        performs its own execution's commands)."""
         engine = self.engine
         with self._lock:
             room = self.limits.max_in_flight - len(self._held)
@@ -203,6 +204,7 @@ class Dispatcher:
                 engine.config.lease,
                 skip_locked=db.supports_skip_locked,
                 exclude_agents=blocked,
+                execution_ids=only,
             )
             if not items:
                 return 0
@@ -456,12 +458,30 @@ class Dispatcher:
 
     # -- 4. record --------------------------------------------------------------------------
 
-    def record_results(self) -> int:
-        """Record the finished calls in one transaction. Returns how many were recorded."""
+    def wait_for(self, only: Collection[str], timeout: float | None = None) -> bool:
+        """Wait until every command of these executions held here has its answer (not yet
+        recorded); False on timeout."""
+
+        def answered() -> bool:
+            held = {i for i, item in self._held.items() if item.execution_id in only}
+            return held <= {o.item.id for o in self._results}
+
+        with self._lock:
+            return self._lock.wait_for(answered, timeout)
+
+    def record_results(self, only: Collection[str] | None = None) -> int:
+        """Record the finished calls in one transaction. Returns how many were recorded.
+        ``only``: those executions' calls alone (the rest stay for their own recorder)."""
         engine = self.engine
         with self._lock:
-            take = min(len(self._results), engine.batch_size())
-            outcomes = [self._results.popleft() for _ in range(take)]
+            if only is None:
+                take = min(len(self._results), engine.batch_size())
+                outcomes = [self._results.popleft() for _ in range(take)]
+            else:
+                outcomes = [o for o in self._results if o.item.execution_id in only]
+                if outcomes:
+                    mine = {id(o) for o in outcomes}
+                    self._results = deque(o for o in self._results if id(o) not in mine)
             for outcome in outcomes:
                 item = self._held.pop(outcome.item.id, None)
                 self._lease_until.pop(outcome.item.id, None)

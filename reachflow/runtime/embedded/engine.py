@@ -359,12 +359,17 @@ class Engine:
                 break
         return done
 
-    def feed_inbox(self) -> int:
+    def feed_inbox(self, only: Sequence[str] | None = None) -> int:
+        """Feed due agent results and replies to ``decide`` (``only``: those executions')."""
         now = self.clock.now()
         db = self.store.db
         with db.begin() as conn:
             items = self.store.queue.claim_inbox(
-                conn, now, self.batch_size(), skip_locked=db.supports_skip_locked
+                conn,
+                now,
+                self.batch_size(),
+                skip_locked=db.supports_skip_locked,
+                execution_ids=only,
             )
             if not items:
                 return 0

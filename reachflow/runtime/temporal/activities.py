@@ -1,29 +1,31 @@
 """The Temporal runtime's activity: one step of an execution against our SQL store.
 
-It runs the same ``Engine`` stages the embedded worker runs, minus its due-timer stage: the
-timers are the workflows' durable timers."""
+It runs the same ``Engine`` stages the embedded worker runs, for this execution alone, minus
+its due-timer stage (the timers are the workflows' durable timers) and its event-webhook stage
+(``webhook_pump.py`` delivers those on a thread of its own, so a slow subscriber never holds up
+an execution). A sync claims and performs only its own execution's commands and feeds only its
+own results: no sync carries another execution's call, so none has to signal another
+workflow, and each workflow learns all it needs from its own sync's answer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from datetime import datetime
 
 from temporalio import activity
 
 from reachflow.domain.decider import WakeUp
 from reachflow.runtime.embedded.engine import Engine
+from reachflow.runtime.temporal.client import SYNCING
 from reachflow.runtime.temporal.workflow import SYNC_ACTIVITY, TERMINAL, RunView, SyncInput
 from reachflow.store.temporal_runs import view_of
 
 #: Rounds of dispatch / inbox stages one sync does at most.
 _ROUNDS = 20
-
-
-def _held_executions(engine: Engine) -> set[str]:
-    """The executions whose commands this process's dispatcher holds in flight."""
-    dispatcher = engine.dispatcher
-    with dispatcher._lock:
-        return {item.execution_id for item in dispatcher._held.values()}
+#: Least time between two heartbeats of one sync. A heartbeat from an activity thread waits
+#: for the worker's event loop, which also runs every workflow task: one per round made each
+#: sync queue behind the loop (profiled, docs/scaling.md). The heartbeat timeout is 10 s.
+_HEARTBEAT_EVERY = 2.0
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -31,17 +33,21 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class ExecutionActivities:
-    def __init__(self, engine: Engine, poke: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        #: Signals the workflows of other executions: a sync performs whatever dispatches are
-        #: due (any execution's); the executions whose calls it carried must learn of their
-        #: results (their workflows otherwise sleep until the dispatch's lease would lapse).
-        self.poke = poke
 
     @activity.defn(name=SYNC_ACTIVITY)
     def sync(self, step: SyncInput) -> RunView:
+        token = SYNCING.set(frozenset({step.execution_id}))
+        try:
+            return self._sync(step)
+        finally:
+            SYNCING.reset(token)
+
+    def _sync(self, step: SyncInput) -> RunView:
         engine = self.engine
         store = engine.store
+        dispatcher = engine.dispatcher
         now = datetime.fromisoformat(step.now)
         if step.fire_due_at is not None:
             fire = datetime.fromisoformat(step.fire_due_at)
@@ -58,19 +64,20 @@ class ExecutionActivities:
                 ):
                     engine.stats.record_lateness((now - fire).total_seconds())
                     engine.decide_batch(conn, [(record, (WakeUp(),))], now)
-        carried: set[str] = set()
+        only = [step.execution_id]
+        beat = time.monotonic()
         for _ in range(_ROUNDS):
-            activity.heartbeat()
-            done = engine.dispatcher.record_results() + engine.dispatcher.claim()
-            carried.update(_held_executions(engine))
-            engine.dispatcher.wait_idle()
-            done += engine.dispatcher.record_results() + engine.feed_inbox()
-            done += engine.webhooks.record_results() + engine.webhooks.claim()
+            if time.monotonic() - beat >= _HEARTBEAT_EVERY:
+                activity.heartbeat()
+                beat = time.monotonic()
+            done = dispatcher.record_results(only) + dispatcher.claim(only)
+            while not dispatcher.wait_for(only, timeout=_HEARTBEAT_EVERY):
+                activity.heartbeat()  # a slow agent: stay alive while it answers
+                dispatcher.renew_leases()
+                beat = time.monotonic()
+            done += dispatcher.record_results(only) + engine.feed_inbox(only)
             if done == 0:
                 break
-        carried.discard(step.execution_id)
-        if carried and self.poke is not None:
-            self.poke(sorted(carried))
         with store.db.read() as conn:
             view = view_of(conn, step.execution_id)
         return RunView(

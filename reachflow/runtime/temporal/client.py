@@ -1,5 +1,6 @@
 """The Temporal runtime's client side: one workflow per execution, started when the execution
-is created and poked (a signal) whenever a decision changes it outside its workflow.
+is created and signalled (``changed``, carrying what changed) whenever a decision or an inbox
+event changes it outside its workflow.
 
 The application services are unchanged: they decide and persist commands (pause, resume,
 cancel one, by lead, by phone; metadata) in their own transaction exactly as on the embedded
@@ -13,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -26,12 +28,19 @@ from temporalio.service import RPCError
 
 from reachflow.domain.decider import Decision
 from reachflow.runtime.embedded.engine import Engine
-from reachflow.runtime.temporal.workflow import ExecutionWorkflow, RunInput
+from reachflow.runtime.temporal.workflow import Change, ExecutionWorkflow, RunInput
 from reachflow.store.executions import NewExecution
+from reachflow.store.queue import NewEvent
 from reachflow.store.records import ExecutionRecord
 from reachflow.store.temporal_runs import set_workflow_ids
 
 log = logging.getLogger(__name__)
+
+
+#: The executions whose ``sync`` activity runs in this context: their own decisions need no
+#: ``poke`` (the workflow re-plans from the sync's answer); a poke would cost each step a
+#: signal and a needless extra workflow task and sync (profiled, docs/scaling.md).
+SYNCING: ContextVar[frozenset[str]] = ContextVar("reachflow_syncing", default=frozenset())
 
 
 def workflow_id_of(execution_id: str) -> str:
@@ -96,12 +105,13 @@ class TemporalRuntime:
             except Exception:
                 log.exception("could not start the workflow of execution %s", execution_id)
 
-    async def poke(self, execution_ids: Sequence[str]) -> None:
+    async def poke(self, changes: Mapping[str, list[str]]) -> None:
+        """Signal each execution's workflow what changed it (``changed``)."""
         client = await self.client()
-        for execution_id in execution_ids:
+        for execution_id, kinds in changes.items():
             try:
                 await client.get_workflow_handle(workflow_id_of(execution_id)).signal(
-                    ExecutionWorkflow.poke
+                    ExecutionWorkflow.changed, Change(kinds)
                 )
             except RPCError as exc:  # finished, or created on the embedded runtime
                 log.debug("no workflow to poke for %s: %s", execution_id, exc)
@@ -120,11 +130,34 @@ class TemporalRuntime:
             conn: Connection, decided: Sequence[tuple[ExecutionRecord, Decision]], now: datetime
         ) -> None:
             publish(conn, decided, now)
-            ids = [record.id for record, _ in decided]
-            if ids:
-                self._after_commit(conn, lambda: self._submit(self.poke(ids)))
+            # A sync's own execution reads where it stands when the sync ends: no signal.
+            quiet = SYNCING.get()
+            changes = {
+                record.id: [h.kind for h in decision.history] or ["decided"]
+                for record, decision in decided
+                if record.id not in quiet
+            }
+            self._signal_after_commit(conn, changes)
+
+        put_events = engine.store.queue.put_events
+
+        def put_and_poke(conn: Connection, events: Sequence[NewEvent], now: datetime) -> None:
+            # An agent's report, a reply, a dispatch outcome: an event in the execution's
+            # inbox, fed to ``decide`` by its workflow's next sync.
+            put_events(conn, events, now)
+            quiet = SYNCING.get()
+            changes: dict[str, list[str]] = {}
+            for item in events:
+                if item.execution_id not in quiet:
+                    changes.setdefault(item.execution_id, []).append(item.kind)
+            self._signal_after_commit(conn, changes)
 
         engine.events.publish_decisions = publish_and_poke  # type: ignore[method-assign]
+        engine.store.queue.put_events = put_and_poke  # type: ignore[method-assign]
+
+    def _signal_after_commit(self, conn: Connection, changes: dict[str, list[str]]) -> None:
+        if changes:
+            self._after_commit(conn, lambda: self._submit(self.poke(changes)))
 
     def _created(self, conn: Connection, rows: Sequence[NewExecution], now: datetime) -> None:
         ids = [row.id for row in rows]

@@ -37,6 +37,8 @@ HEARTBEAT_SECONDS = 10.0
 #: Patch id: the loop wakes for a poke received while its sync ran.
 POKES_DURING_SYNC = "pokes-during-sync"
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+#: How many signalled change kinds the ``changes`` query keeps.
+CHANGES_KEPT = 50
 
 
 @dataclass
@@ -63,6 +65,17 @@ class RunView:
 
 
 @dataclass
+class Change:
+    """What changed an execution outside its workflow, carried by the ``changed`` signal: the
+    kinds of the decision's history entries (``paused``, ``resumed``, ``cancelled``, ...) or of
+    the events put in its inbox (``agent_reported``, ``reply_received``, ...). The change itself
+    is already committed to our SQL store (the source of truth the API answers from); the
+    signal wakes the workflow to act on it and records in its history what woke it."""
+
+    kinds: list[str]
+
+
+@dataclass
 class RunInput:
     execution_id: str
     #: Longest sleep with nothing scheduled (a paused execution waits for a poke; this is the
@@ -80,15 +93,28 @@ def _at(value: str | None) -> datetime | None:
 class ExecutionWorkflow:
     def __init__(self) -> None:
         self._pokes = 0
+        self._changes: list[str] = []
+
+    @workflow.signal
+    def changed(self, change: Change) -> None:
+        """The execution changed outside this workflow (a command, an agent result, a reply):
+        sync now."""
+        self._pokes += 1
+        self._changes = (self._changes + list(change.kinds))[-CHANGES_KEPT:]
 
     @workflow.signal
     def poke(self) -> None:
-        """The execution changed outside this workflow (a command, an agent result)."""
+        """The signal API processes of earlier releases send: the same, without the kinds."""
         self._pokes += 1
 
     @workflow.query
     def pokes(self) -> int:
         return self._pokes
+
+    @workflow.query
+    def changes(self) -> list[str]:
+        """The kinds of the latest changes signalled (at most ``CHANGES_KEPT``)."""
+        return list(self._changes)
 
     async def _sync(self, execution_id: str, fire: str | None) -> RunView:
         return await workflow.execute_activity(
