@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from reachflow.store.records import AgentRecord
@@ -267,15 +268,16 @@ class AgentHealth:
             "recent_failed": recent_failed,
             "updated_at": now,
         }
-        updated = conn.execute(
-            agent_health.update().where(agent_health.c.agent_id == agent_id).values(**values)
+        # One statement: two workers (or two threads) writing an agent's first health row at
+        # once both land (an update-then-insert let the second fail on the key, and with it
+        # the transaction recording its calls' results).
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(agent_health).values(
+            agent_id=agent_id, organization_id=organization_id, **values
         )
-        if updated.rowcount == 0:
-            conn.execute(
-                agent_health.insert().values(
-                    agent_id=agent_id, organization_id=organization_id, **values
-                )
-            )
+        conn.execute(
+            insert.on_conflict_do_update(index_elements=[agent_health.c.agent_id], set_=values)
+        )
 
     def of(self, conn: Connection, agent_id: str) -> AgentHealthRecord | None:
         row = (

@@ -45,3 +45,53 @@ def test_idempotency_key_is_unique(services: Services, clock: VirtualClock) -> N
     with pytest.raises(sa.exc.IntegrityError), services.db.begin() as conn:
         conn.execute(outbox.insert().values(**duplicate))
     assert row["execution_id"] == ex.record.id
+
+
+def test_two_writers_of_an_agents_first_health_row_both_land(
+    services: Services, clock: VirtualClock
+) -> None:
+    """Two workers record their calls' results at once, each writing the agent's first health
+    row: the second waits for the first and updates it. (An update-then-insert failed the
+    second on the key, and with it the transaction recording its results: the calls waited
+    for their leases to lapse.)"""
+    import threading
+
+    org, _ = services.accounts.create_api_key("acme")
+    agent = make_agent(services, org)
+    health = services.store.agent_health
+    db = services.db
+
+    def write(conn: sa.Connection, ok: int) -> None:
+        health.set_breaker(
+            conn,
+            agent_id=agent,
+            organization_id=org,
+            breaker="closed",
+            reason=None,
+            open_until=None,
+            recent_ok=ok,
+            recent_failed=0,
+            now=clock.now(),
+        )
+
+    errors: list[BaseException] = []
+    with db.begin() as first:
+        write(first, 1)  # not committed yet: on PostgreSQL the second writer waits for it
+
+        def second() -> None:
+            try:
+                with db.begin() as conn:
+                    write(conn, 2)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5 if not db.is_sqlite else 0)  # SQLite: the writer lock serializes
+    thread.join(30)
+    assert not thread.is_alive()
+    assert errors == []
+    with db.begin() as conn:
+        record = health.of(conn, agent)
+    assert record is not None
+    assert record.recent_ok == 2
