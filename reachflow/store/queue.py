@@ -68,7 +68,6 @@ class Queue:
         *,
         skip_locked: bool,
         exclude_agents: Iterable[str] = (),
-        execution_ids: Sequence[str] | None = None,
     ) -> list[OutboxItem]:
         """Take up to ``limit`` rows that are pending and due, or in flight with a lapsed lease
         (their worker died: they are re-sent under the same key). Each is put in flight under a
@@ -79,8 +78,6 @@ class Queue:
             .order_by(outbox.c.available_at)
             .limit(PRIORITY_WINDOW)
         )
-        if execution_ids is not None:  # one execution's own commands (the Temporal runtime)
-            due = due.where(outbox.c.execution_id.in_(list(execution_ids)))
         excluded = sorted(set(exclude_agents))
         if excluded:
             due = due.where(
@@ -238,25 +235,16 @@ class Queue:
         )
 
     def claim_inbox(
-        self,
-        conn: Connection,
-        now: datetime,
-        limit: int,
-        *,
-        skip_locked: bool,
-        execution_ids: Sequence[str] | None = None,
+        self, conn: Connection, now: datetime, limit: int, *, skip_locked: bool
     ) -> list[InboxItem]:
         """Take due events, oldest first, and delete them in this transaction: a fed event is
-        gone, and a replay of it finds no step in flight and changes nothing. ``execution_ids``
-        takes only those executions' events."""
+        gone, and a replay of it finds no step in flight and changes nothing."""
         query = (
             sa.select(inbox)
             .where(inbox.c.due_at <= now)
             .order_by(inbox.c.due_at, inbox.c.id)
             .limit(limit)
         )
-        if execution_ids is not None:
-            query = query.where(inbox.c.execution_id.in_(list(execution_ids)))
         if skip_locked:
             query = query.with_for_update(skip_locked=True)
         items = [

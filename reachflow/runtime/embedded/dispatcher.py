@@ -30,7 +30,7 @@ import logging
 import random
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,10 +184,9 @@ class Dispatcher:
 
     # -- 1. claim ---------------------------------------------------------------------------
 
-    def claim(self, only: Sequence[str] | None = None) -> int:
+    def claim(self) -> int:
         """Claim a batch, commit its attempts as in flight, start the calls. Returns how many
-        commands were claimed. ``only``: those executions' commands alone (a Temporal sync
-        performs its own execution's commands)."""
+        commands were claimed."""
         engine = self.engine
         with self._lock:
             room = self.limits.max_in_flight - len(self._held)
@@ -204,7 +203,6 @@ class Dispatcher:
                 engine.config.lease,
                 skip_locked=db.supports_skip_locked,
                 exclude_agents=blocked,
-                execution_ids=only,
             )
             if not items:
                 return 0
@@ -458,30 +456,12 @@ class Dispatcher:
 
     # -- 4. record --------------------------------------------------------------------------
 
-    def wait_for(self, only: Collection[str], timeout: float | None = None) -> bool:
-        """Wait until every command of these executions held here has its answer (not yet
-        recorded); False on timeout."""
-
-        def answered() -> bool:
-            held = {i for i, item in self._held.items() if item.execution_id in only}
-            return held <= {o.item.id for o in self._results}
-
-        with self._lock:
-            return self._lock.wait_for(answered, timeout)
-
-    def record_results(self, only: Collection[str] | None = None) -> int:
-        """Record the finished calls in one transaction. Returns how many were recorded.
-        ``only``: those executions' calls alone (the rest stay for their own recorder)."""
+    def record_results(self) -> int:
+        """Record the finished calls in one transaction. Returns how many were recorded."""
         engine = self.engine
         with self._lock:
-            if only is None:
-                take = min(len(self._results), engine.batch_size())
-                outcomes = [self._results.popleft() for _ in range(take)]
-            else:
-                outcomes = [o for o in self._results if o.item.execution_id in only]
-                if outcomes:
-                    mine = {id(o) for o in outcomes}
-                    self._results = deque(o for o in self._results if id(o) not in mine)
+            take = min(len(self._results), engine.batch_size())
+            outcomes = [self._results.popleft() for _ in range(take)]
             for outcome in outcomes:
                 item = self._held.pop(outcome.item.id, None)
                 self._lease_until.pop(outcome.item.id, None)

@@ -359,17 +359,12 @@ class Engine:
                 break
         return done
 
-    def feed_inbox(self, only: Sequence[str] | None = None) -> int:
-        """Feed due agent results and replies to ``decide`` (``only``: those executions')."""
+    def feed_inbox(self) -> int:
         now = self.clock.now()
         db = self.store.db
         with db.begin() as conn:
             items = self.store.queue.claim_inbox(
-                conn,
-                now,
-                self.batch_size(),
-                skip_locked=db.supports_skip_locked,
-                execution_ids=only,
+                conn, now, self.batch_size(), skip_locked=db.supports_skip_locked
             )
             if not items:
                 return 0

@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,10 +38,29 @@ from reachflow.store.temporal_runs import set_workflow_ids
 log = logging.getLogger(__name__)
 
 
-#: The executions whose ``sync`` activity runs in this context: their own decisions need no
-#: ``poke`` (the workflow re-plans from the sync's answer); a poke would cost each step a
-#: signal and a needless extra workflow task and sync (profiled, docs/scaling.md).
-SYNCING: ContextVar[frozenset[str]] = ContextVar("reachflow_syncing", default=frozenset())
+@dataclass
+class SyncScope:
+    """The changes one ``sync`` activity makes. Its own execution's need no signal: its
+    workflow re-plans from the sync's answer (a signal would cost each step a needless
+    workflow task and sync). The other executions it advanced (a sync performs every due
+    dispatch and feeds every due result, in batches) get one ``changed`` signal each when the
+    sync ends, with the kinds merged, instead of one per transaction (profiled,
+    docs/scaling.md)."""
+
+    execution_id: str
+    pending: dict[str, list[str]] = field(default_factory=dict)
+    send: Callable[[dict[str, list[str]]], None] | None = None
+
+    def flush(self) -> int:
+        """Send the pending signals; how many executions they go to."""
+        pending, self.pending = self.pending, {}
+        if pending and self.send is not None:
+            self.send(pending)
+        return len(pending)
+
+
+#: The sync running in this context, if any (set by the activity, read by the hooks).
+SYNCING: ContextVar[SyncScope | None] = ContextVar("reachflow_syncing", default=None)
 
 
 def workflow_id_of(execution_id: str) -> str:
@@ -130,14 +150,12 @@ class TemporalRuntime:
             conn: Connection, decided: Sequence[tuple[ExecutionRecord, Decision]], now: datetime
         ) -> None:
             publish(conn, decided, now)
-            # A sync's own execution reads where it stands when the sync ends: no signal.
-            quiet = SYNCING.get()
-            changes = {
-                record.id: [h.kind for h in decision.history] or ["decided"]
-                for record, decision in decided
-                if record.id not in quiet
-            }
-            self._signal_after_commit(conn, changes)
+            changes: dict[str, list[str]] = {}
+            for record, decision in decided:
+                changes.setdefault(record.id, []).extend(
+                    [h.kind for h in decision.history] or ["decided"]
+                )
+            self._signal(conn, changes)
 
         put_events = engine.store.queue.put_events
 
@@ -145,19 +163,29 @@ class TemporalRuntime:
             # An agent's report, a reply, a dispatch outcome: an event in the execution's
             # inbox, fed to ``decide`` by its workflow's next sync.
             put_events(conn, events, now)
-            quiet = SYNCING.get()
             changes: dict[str, list[str]] = {}
             for item in events:
-                if item.execution_id not in quiet:
-                    changes.setdefault(item.execution_id, []).append(item.kind)
-            self._signal_after_commit(conn, changes)
+                changes.setdefault(item.execution_id, []).append(item.kind)
+            self._signal(conn, changes)
 
         engine.events.publish_decisions = publish_and_poke  # type: ignore[method-assign]
         engine.store.queue.put_events = put_and_poke  # type: ignore[method-assign]
 
-    def _signal_after_commit(self, conn: Connection, changes: dict[str, list[str]]) -> None:
-        if changes:
-            self._after_commit(conn, lambda: self._submit(self.poke(changes)))
+    def _signal(self, conn: Connection, changes: dict[str, list[str]]) -> None:
+        """Signal what changed: after the commit; within a sync, when the sync ends."""
+        scope = SYNCING.get()
+        if scope is None:
+            if changes:
+                self._after_commit(conn, lambda: self._submit(self.poke(changes)))
+            return
+        changes.pop(scope.execution_id, None)
+        for execution_id, kinds in changes.items():
+            scope.pending.setdefault(execution_id, []).extend(kinds)
+        scope.send = self.send
+
+    def send(self, changes: dict[str, list[str]]) -> None:
+        """Signal these executions' workflows (from any thread; not waited for)."""
+        self._submit(self.poke(changes))
 
     def _created(self, conn: Connection, rows: Sequence[NewExecution], now: datetime) -> None:
         ids = [row.id for row in rows]

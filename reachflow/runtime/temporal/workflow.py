@@ -3,11 +3,12 @@
 Deterministic: it reads time only through ``workflow.now()``, waits only on durable timers and
 signals, and touches the world only through the ``sync`` activity. The loop:
 
-1. ``sync`` (an activity): if the timer it slept for is the execution's due instant, feed
-   ``WakeUp`` to the pure ``decide`` at ``workflow.now()`` and persist the decision (the read
-   model, the outbox) in one SQL transaction; then perform the pending dispatches and effects
-   (each under its idempotency key) and feed their results back; answer where the execution
-   stands. Idempotent: a retried ``sync`` finds ``due_at`` moved and decides nothing twice.
+1. ``sync`` (an activity): on the run's first round, or when the timer it slept for was the
+   execution's due instant, feed ``WakeUp`` to the pure ``decide`` at ``workflow.now()`` if the
+   execution is due, and persist the decision (the read model, the outbox) in one SQL
+   transaction; then perform this execution's pending dispatches and effects (each under its
+   idempotency key) and feed its results back; answer where the execution stands.
+   Idempotent: a retried ``sync`` finds ``due_at`` moved and decides nothing twice.
 2. Sleep on a durable timer until the next instant that matters (the execution's ``due_at``:
    a delay, a deferral to the next open window, a report timeout; an agent result's due time;
    a dispatch's retry time), or until a ``poke`` signal says the execution changed elsewhere
@@ -48,6 +49,8 @@ class SyncInput:
     fire_due_at: str | None
     #: ``workflow.now()`` (ISO 8601): the instant ``decide`` is given.
     now: str
+    #: The run's first sync: whatever is due already is decided (a new execution starts).
+    first: bool = False
 
 
 @dataclass
@@ -116,10 +119,10 @@ class ExecutionWorkflow:
         """The kinds of the latest changes signalled (at most ``CHANGES_KEPT``)."""
         return list(self._changes)
 
-    async def _sync(self, execution_id: str, fire: str | None) -> RunView:
+    async def _sync(self, execution_id: str, fire: str | None, first: bool = False) -> RunView:
         return await workflow.execute_activity(
             SYNC_ACTIVITY,
-            SyncInput(execution_id, fire, workflow.now().isoformat()),
+            SyncInput(execution_id, fire, workflow.now().isoformat(), first),
             result_type=RunView,
             start_to_close_timeout=timedelta(minutes=5),
             # a worker that dies mid-sync is noticed this soon; the sync heartbeats every round
@@ -132,7 +135,7 @@ class ExecutionWorkflow:
     @workflow.run
     async def run(self, spec: RunInput) -> str | None:
         synced_at = self._pokes
-        view = await self._sync(spec.execution_id, None)
+        view = await self._sync(spec.execution_id, None, first=True)
         previous: RunView | None = None
         for _ in range(MAX_ROUNDS):
             if view.over:
