@@ -62,7 +62,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _empty_postgres(url: str) -> None:
+def empty_postgres(url: str) -> None:
     db = Database(url)
     names = ", ".join(f'"{t.name}"' for t in reversed(metadata.sorted_tables))
     with db.begin() as conn:
@@ -77,7 +77,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("pg_url")
-    _empty_postgres(url)
+    empty_postgres(url)
     return url
 
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from reachflow import __version__
@@ -39,7 +38,7 @@ from reachflow.domain.errors import ValidationFailed
 from reachflow.runtime.clock import VirtualClock
 from reachflow.settings import Settings
 from tests.conftest import MONDAY_10_NY
-from tests.helpers import lead
+from tests.helpers import lead, serve
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "agents.md"
 REPORT_TIMEOUT = 600
@@ -300,15 +299,7 @@ def rig(db_url: str, clock: VirtualClock) -> Iterator[Rig]:
         clock=clock,
         migrate=False,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services), log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.01)
+    server, thread = serve(create_app(services), sock, WAIT)
     org, key = services.accounts.create_api_key("acme")
     made = Rig(services, clock, api, org, key)
     try:

@@ -38,7 +38,7 @@ from reachflow.api import create_app
 from reachflow.bootstrap import Services, bootstrap
 from reachflow.runtime.clock import VirtualClock
 from reachflow.settings import Settings
-from tests.conftest import MONDAY_10_NY, _empty_postgres
+from tests.conftest import MONDAY_10_NY, empty_postgres
 from tests.helpers import make_agent, seed_002_workflow
 
 #: Per operation; REACHFLOW_FUZZ_EXAMPLES sets more for a longer run.
@@ -81,7 +81,7 @@ def fuzz_services(
         url = f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("pg_url")
-        _empty_postgres(url)
+        empty_postgres(url)
     # No rate limit: hundreds of requests a minute under one key are the point here.
     built = bootstrap(
         Settings(database_url=url, bulk_limit=50, rate_limit_enabled=False),

@@ -22,7 +22,7 @@ from reachflow.bootstrap import Services, bootstrap
 from reachflow.settings import Settings
 from reachflow.store.simulator_ledger import SimulatorLedger
 from reachflow.store.tables import contact_attempts, outbox, step_executions
-from tests.conftest import _empty_postgres
+from tests.conftest import empty_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ def worker_command() -> list[str]:
 
 @pytest.fixture
 def crash_services(pg_url: str) -> Iterator[Services]:
-    _empty_postgres(pg_url)
+    empty_postgres(pg_url)
     services = bootstrap(Settings(database_url=pg_url, bulk_limit=1000), migrate=False)
     yield services
     services.close()

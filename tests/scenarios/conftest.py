@@ -5,26 +5,39 @@ and PostgreSQL, through a live API on loopback, on the real clock with short wai
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from reachflow.api import create_app
 from reachflow.bootstrap import Services, bootstrap
 from reachflow.settings import Settings
 from tests.agents.test_webhook_agent import Endpoint, Received, Reply
+from tests.conftest import empty_postgres
+from tests.helpers import serve
 
 #: Longest wait for a scenario's next state (a loaded machine is slow; nothing sleeps this).
 WAIT = 45.0
-RUNTIMES = ["embedded", pytest.param("temporal", marks=pytest.mark.temporal)]
+#: (runtime, database). The embedded runtime on PostgreSQL is covered across tests/runtime; here
+#: it is the Temporal runtime's production store that matters (and the suite's time).
+RIGS = [
+    pytest.param(("embedded", "sqlite"), id="embedded-sqlite"),
+    pytest.param(("temporal", "sqlite"), id="temporal-sqlite", marks=pytest.mark.temporal),
+    pytest.param(
+        ("temporal", "postgresql"),
+        id="temporal-postgresql",
+        marks=[pytest.mark.temporal, pytest.mark.postgres],
+    ),
+]
 
 
 @dataclass
@@ -62,9 +75,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(params=RUNTIMES)
-def rig(request: pytest.FixtureRequest, db_url: str) -> Iterator[Rig]:
-    runtime: str = request.param
+@pytest.fixture(params=RIGS)
+def rig(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[Rig]:
+    runtime, database = request.param
+    if database == "sqlite":
+        shutil.copy(sqlite_template, tmp_path / "reachflow.db")
+        db_url = f"sqlite:///{tmp_path / 'reachflow.db'}"
+    else:
+        db_url = request.getfixturevalue("pg_url")
+        empty_postgres(db_url)
     # The callback URL must be known before the API listens: pick a port, then serve on it.
     port = _free_port()
     settings: dict[str, Any] = {
@@ -101,7 +120,13 @@ def rig(request: pytest.FixtureRequest, db_url: str) -> Iterator[Rig]:
 
         worker = threading.Thread(target=work, daemon=True)
         worker.start()
-    api_server, api_thread, api = _serve_on(services, runtime == "embedded", port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    api_server, api_thread = serve(
+        create_app(services, run_worker=runtime == "embedded"), sock, WAIT
+    )
+    api = f"http://127.0.0.1:{port}"
     org, key = services.accounts.create_api_key("acme")
     http = httpx.Client(base_url=api, headers={"X-API-Key": key}, timeout=WAIT)
     made = Rig(runtime, services, api, org, http)
@@ -119,23 +144,4 @@ def rig(request: pytest.FixtureRequest, db_url: str) -> Iterator[Rig]:
         services.close()
         for endpoint in made.endpoints:
             endpoint.close()
-
-
-def _serve_on(
-    services: Services, run_worker: bool, port: int
-) -> tuple[uvicorn.Server, threading.Thread, str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services, run_worker=run_worker), log_level="warning", access_log=False
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{port}"
+        sock.close()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from reachflow.store.tables import simulator_calls
 from tests.agents.test_webhook_agent import Endpoint, Received, Reply
-from tests.helpers import make_agent
+from tests.helpers import make_agent, short_cap
 from tests.scenarios.conftest import Rig
 
 PHONE = "+12125550123"
@@ -127,38 +126,9 @@ def test_pause_resume_and_cancel(rig: Rig) -> None:
     assert len(_placed(rig)) == 2  # the first execution's two steps, nothing of the second
 
 
-def _short_cap(rig: Rig, seconds: float) -> None:
-    """One NY cap of one attempt per ``seconds`` in place of the shipped rules (their caps are
-    hours long): a step it holds is deferred by the gate, never skipped."""
-    from reachflow.domain.compliance import parse_rules
-
-    compliance = rig.services.compliance
-    compliance.rules = parse_rules(
-        {
-            "version": "test",
-            "rules": [
-                {
-                    "id": "US-NY-test-cap",
-                    "version": "1",
-                    "jurisdiction": "NY",
-                    "channels": ["CALL", "TEXT"],
-                    "cap": {"max": 1, "hours": seconds / 3600},
-                    "consent_waives": False,
-                    "citation": "test",
-                    "source": "test",
-                    "confidence": "high",
-                }
-            ],
-        }
-    )
-    compliance.lookback = timedelta(seconds=seconds)
-    compliance._windows.clear()
-    compliance._cap_memo.clear()
-
-
 def test_a_frequency_cap_defers_a_step_and_records_why(rig: Rig) -> None:
     cap = 4.0
-    _short_cap(rig, cap)
+    short_cap(rig.services, cap)
     agent = _simulated(rig)
     wf = _workflow(rig, [_call(1, agent), _call(2, agent, delay=0)])
     execution = _start(rig, wf)

@@ -24,7 +24,7 @@ from reachflow.runtime.temporal.devserver import DevServer
 from reachflow.runtime.temporal.worker import run_worker
 from reachflow.runtime.temporal.workflow import WORKFLOW_NAME, ExecutionWorkflow, RunInput
 from reachflow.settings import Settings
-from tests.helpers import make_agent
+from tests.helpers import make_agent, short_cap
 
 PLACES = [("10001", "NY", "+12125550123", "America/New_York")]
 
@@ -190,39 +190,10 @@ def _placed_at(runtime: Runtime) -> list[Any]:
         return sorted(conn.execute(sa.select(simulator_calls.c.placed_at)).scalars())
 
 
-def _short_cap(runtime: Runtime, seconds: float) -> None:
-    """Replace the rules with one NY cap of one attempt per ``seconds`` (the shipped caps are
-    hours long): the second step's call is then deferred by the gate, never skipped."""
-    from reachflow.domain.compliance import parse_rules
-
-    compliance = runtime.services.compliance
-    compliance.rules = parse_rules(
-        {
-            "version": "test",
-            "rules": [
-                {
-                    "id": "US-NY-test-cap",
-                    "version": "1",
-                    "jurisdiction": "NY",
-                    "channels": ["CALL", "TEXT"],
-                    "cap": {"max": 1, "hours": seconds / 3600},
-                    "consent_waives": False,
-                    "citation": "test",
-                    "source": "test",
-                    "confidence": "high",
-                }
-            ],
-        }
-    )
-    compliance.lookback = timedelta(seconds=seconds)
-    compliance._windows.clear()
-    compliance._cap_memo.clear()
-
-
 def test_a_deferred_step_waits_on_a_durable_timer_then_completes(runtime: Runtime) -> None:
     place = open_place()
     cap = 5.0
-    _short_cap(runtime, cap)
+    short_cap(runtime.services, cap)
     workflow_id = _workflow(runtime, [_call(1), {**_call(2), "delayInSecs": 0}], place[3])
     created = _start(runtime, workflow_id, place)
     execution_id = created["id"]
